@@ -1,0 +1,103 @@
+// Package config decodes and validates monagent's YAML configuration.
+package config
+
+import "time"
+
+// DefaultPath is where the agent looks for its configuration.
+const DefaultPath = "/etc/monagent/config.yaml"
+
+// Config is the whole configuration file.
+type Config struct {
+	Prefix    string             `yaml:"prefix"`
+	Region    string             `yaml:"region"`
+	Stack     Stack              `yaml:"stack"`
+	Volume    Volume             `yaml:"volume"`
+	Packages  Packages           `yaml:"packages"`
+	Docker    Docker             `yaml:"docker"`
+	Bundle    Bundle             `yaml:"bundle"`
+	Env       map[string]EnvVar  `yaml:"env"`
+	Compose   Compose            `yaml:"compose"`
+	Endpoints map[string]string  `yaml:"endpoints"`
+	Metrics   Metrics            `yaml:"metrics"`
+	AWS       AWS                `yaml:"aws"`
+}
+
+// Stack names the CloudFormation resource that waits for the bootstrap signal.
+type Stack struct {
+	Name     string `yaml:"name"`
+	Resource string `yaml:"resource"`
+}
+
+// Volume is the data volume and where it is mounted.
+type Volume struct {
+	ID            string   `yaml:"id"`
+	IDParameter   string   `yaml:"id_parameter"`
+	Device        string   `yaml:"device"`
+	MountPoint    string   `yaml:"mount_point"`
+	FSType        string   `yaml:"fs_type"`
+	MountOptions  string   `yaml:"mount_options"`
+	Owner         string   `yaml:"owner"`
+	WaitAvailable Duration `yaml:"wait_available"`
+	AttachTimeout Duration `yaml:"attach_timeout"`
+	DeviceTimeout Duration `yaml:"device_timeout"`
+}
+
+// Packages controls the optional OS update.
+type Packages struct {
+	Update bool `yaml:"update"`
+}
+
+// Docker is the engine and Compose plugin installation.
+type Docker struct {
+	User          string        `yaml:"user"`
+	ReadyTimeout  Duration      `yaml:"ready_timeout"`
+	ComposePlugin ComposePlugin `yaml:"compose_plugin"`
+}
+
+// ComposePlugin pins the Compose v2 plugin.
+type ComposePlugin struct {
+	Version string `yaml:"version"`
+	URL     string `yaml:"url"`
+	SHA256  string `yaml:"sha256"`
+}
+
+// Bundle is the stack bundle in S3.
+type Bundle struct {
+	Bucket          string `yaml:"bucket"`
+	BucketParameter string `yaml:"bucket_parameter"`
+	KeyPrefix       string `yaml:"key_prefix"`
+	Dir             string `yaml:"dir"`
+}
+
+// EnvVar says where one .env key gets its value.
+type EnvVar struct {
+	Value     *string  `yaml:"value"`
+	Parameter string   `yaml:"parameter"`
+	Optional  bool     `yaml:"optional"`
+	Services  []string `yaml:"services"`
+	Generate  string   `yaml:"generate"`
+	File      string   `yaml:"file"`
+	FileOwner string   `yaml:"file_owner"`
+	Env       *bool    `yaml:"env"`
+}
+
+// Compose is the docker compose project.
+type Compose struct {
+	Project       string   `yaml:"project"`
+	File          string   `yaml:"file"`
+	HealthTimeout Duration `yaml:"health_timeout"`
+}
+
+// Metrics is the node-exporter textfile output.
+type Metrics struct {
+	TextfileDir string `yaml:"textfile_dir"`
+}
+
+// AWS tunes every AWS call.
+type AWS struct {
+	CallTimeout Duration `yaml:"call_timeout"`
+	MaxAttempts int      `yaml:"max_attempts"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("90s", "5m").
+type Duration struct{ time.Duration }
