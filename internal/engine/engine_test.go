@@ -26,7 +26,7 @@ type fakeStep struct {
 	memo      map[string]string
 }
 
-func (f *fakeStep) Name() string                                 { return f.name }
+func (f *fakeStep) Name() string                                { return f.name }
 func (f *fakeStep) Fingerprint(context.Context) (string, error) { return f.fp, nil }
 func (f *fakeStep) Check(context.Context) (bool, error)         { f.checks++; return f.converged, nil }
 func (f *fakeStep) Apply(ctx context.Context) error {
