@@ -1,0 +1,23 @@
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+GO      ?= $(shell command -v go || echo /usr/local/go/bin/go)
+
+.PHONY: build test lint demo clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/monagent ./cmd/monagent
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/awssim ./cmd/awssim
+
+test:
+	./scripts/test.sh
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+
+demo:
+	./scripts/demo.sh
+
+clean:
+	rm -rf bin
