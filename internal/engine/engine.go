@@ -33,6 +33,8 @@ type Engine struct {
 	Log    *zap.Logger
 	Notify Notifier         // optional
 	Now    func() time.Time // optional, for tests
+	// Redact masks secrets in errors before they reach the state file.
+	Redact func(string) string
 }
 
 // Options select which steps run.
@@ -148,11 +150,11 @@ func (e *Engine) runStep(ctx context.Context, st *state.State, s Step) Outcome {
 		log.Info("step finish", zap.Duration("duration", d), zap.Bool("skipped", skipped))
 		e.status("step " + name + ": done")
 	case ctx.Err() != nil:
-		rec.Status, rec.LastError = state.Interrupted, err.Error()
+		rec.Status, rec.LastError = state.Interrupted, e.redact(err.Error())
 		log.Warn("step interrupted", zap.Duration("duration", d), zap.Error(err))
 		e.status("step " + name + ": interrupted")
 	default:
-		rec.Status, rec.LastError = state.Failed, err.Error()
+		rec.Status, rec.LastError = state.Failed, e.redact(err.Error())
 		log.Error("step failed", zap.Duration("duration", d), zap.Error(err))
 		e.status("step " + name + ": failed")
 	}
@@ -203,6 +205,13 @@ func (e *Engine) status(msg string) {
 	if e.Notify != nil {
 		e.Notify.Status(msg)
 	}
+}
+
+func (e *Engine) redact(s string) string {
+	if e.Redact != nil {
+		return e.Redact(s)
+	}
+	return s
 }
 
 func (e *Engine) now() time.Time {

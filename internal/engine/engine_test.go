@@ -265,3 +265,14 @@ func TestNotifyAndDurations(t *testing.T) {
 		t.Fatalf("duration %v", st.Steps["a"].Duration)
 	}
 }
+
+func TestErrorsAreRedactedInState(t *testing.T) {
+	s := &fakeStep{name: "env", fp: "1", applyErr: errors.New("bad token hunter2 in .env")}
+	e, store := newEngine(t, s)
+	e.Redact = func(v string) string { return strings.ReplaceAll(v, "hunter2", "[REDACTED]") }
+	_, _ = e.Run(context.Background(), Options{})
+	st, _ := store.Load()
+	if got := st.Steps["env"].LastError; strings.Contains(got, "hunter2") || !strings.Contains(got, "[REDACTED]") {
+		t.Fatalf("state holds %q", got)
+	}
+}

@@ -1,0 +1,275 @@
+// Package e2e runs the real monagent binary against the real awssim binary:
+// loop-device volumes, mkfs.xfs, mount, and the AWS SDK reading back what
+// happened.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/monagent/monagent/internal/ebs"
+)
+
+const (
+	instanceID = "i-0123456789abcdef0"
+	stackName  = "Monitoring-Compute-production"
+	volumeID   = "vol-0a1b2c3d4e5f60718"
+)
+
+var bins struct{ monagent, awssim string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "monagent-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.monagent = filepath.Join(dir, "monagent")
+	bins.awssim = filepath.Join(dir, "awssim")
+	for out, pkg := range map[string]string{bins.monagent: "../../cmd/monagent", bins.awssim: "../../cmd/awssim"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", pkg, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// host is one simulated instance: an awssim process and a host root.
+type host struct {
+	t      *testing.T
+	root   string
+	url    string
+	config string
+	sim    *exec.Cmd
+}
+
+// template for the stack whose ASG waits for the bootstrap signal.
+const stackTemplate = `Resources:
+  MonitoringAsg:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    CreationPolicy:
+      ResourceSignal:
+        Count: 1
+        Timeout: PT15M
+`
+
+// scenario is the default account: one blank volume, its id in SSM, a stack
+// waiting for a signal. extra is appended (more volumes, faults).
+func scenario(volumeExtra, extra string) string {
+	return fmt.Sprintf(`ec2:
+  attach_delay: 200ms
+  volumes:
+    - id: %s
+      size_gib: 1
+      az: eu-west-1a
+%s
+ssm:
+  parameters:
+    - {name: /monitoring-production/ebs/volume-id, value: %s, type: String}
+cloudformation:
+  stacks:
+    - name: %s
+      template: |
+%s
+%s`, volumeID, volumeExtra, volumeID, stackName, indent(stackTemplate, "        "), extra)
+}
+
+func indent(s, pre string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return pre + strings.Join(lines, "\n"+pre)
+}
+
+const baseConfig = `prefix: monitoring-production
+stack:
+  name: Monitoring-Compute-production
+  resource: MonitoringAsg
+volume:
+  id_parameter: /{prefix}/ebs/volume-id
+  mount_point: /data
+  fs_type: xfs
+  owner: "0:0"
+  wait_available: %s
+  attach_timeout: 20s
+  device_timeout: 10s
+`
+
+func newHost(t *testing.T, scen string, waitAvailable string) *host {
+	t.Helper()
+	h := &host{t: t, root: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(h.root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.config = filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(h.config, []byte(fmt.Sprintf(baseConfig, waitAvailable)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scenFile := filepath.Join(t.TempDir(), "scenario.yaml")
+	if err := os.WriteFile(scenFile, []byte(scen), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.sim = exec.Command(bins.awssim, "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--root", h.root, "--scenario", scenFile)
+	var stderr bytes.Buffer
+	h.sim.Stderr = &stderr
+	stdout, err := h.sim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.stop)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("awssim did not start: %v\n%s", err, stderr.String())
+	}
+	fields := strings.Fields(line)
+	if len(fields) < 4 || !strings.HasPrefix(fields[3], "http://") {
+		t.Fatalf("unexpected ready line %q", line)
+	}
+	h.url = fields[3]
+	return h
+}
+
+// stop unmounts what monagent mounted and stops awssim, which releases its
+// loop devices.
+func (h *host) stop() {
+	for i := 0; i < 3; i++ {
+		if m, _ := ebs.MountAt(filepath.Join(h.root, "data")); m == nil {
+			break
+		}
+		_ = exec.Command("umount", filepath.Join(h.root, "data")).Run()
+	}
+	_ = h.sim.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = h.sim.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = h.sim.Process.Kill()
+		h.t.Error("awssim did not stop on SIGTERM")
+	}
+}
+
+func (h *host) env() []string {
+	return append(os.Environ(),
+		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=eu-west-1",
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"AWS_ENDPOINT_URL="+h.url, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+h.url)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+	elapsed        time.Duration
+}
+
+func (h *host) monagent(args ...string) result {
+	h.t.Helper()
+	full := append([]string{"--root", h.root, "--config", h.config}, args...)
+	cmd := exec.Command(bins.monagent, full...)
+	cmd.Env = h.env()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			h.t.Fatalf("monagent did not run: %v", err)
+		}
+		r.code = ee.ExitCode()
+	}
+	return r
+}
+
+func (h *host) mustConverge(args ...string) result {
+	h.t.Helper()
+	r := h.monagent(args...)
+	if r.code != 0 {
+		h.t.Fatalf("monagent %v: exit %d\nstderr: %s\nstdout: %s", args, r.code, r.stderr, r.stdout)
+	}
+	return r
+}
+
+func (h *host) awsConfig() aws.Config {
+	return aws.Config{
+		Region:       "eu-west-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(h.url),
+	}
+}
+
+func (h *host) cfn() *cloudformation.Client { return cloudformation.NewFromConfig(h.awsConfig()) }
+func (h *host) ec2() *ec2.Client            { return ec2.NewFromConfig(h.awsConfig()) }
+
+// signals returns the signal events of the stack, oldest first.
+func (h *host) signals() []string {
+	h.t.Helper()
+	out, err := h.cfn().DescribeStackEvents(context.Background(), &cloudformation.DescribeStackEventsInput{StackName: aws.String(stackName)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var sig []string
+	for i := len(out.StackEvents) - 1; i >= 0; i-- {
+		if r := aws.ToString(out.StackEvents[i].ResourceStatusReason); strings.Contains(r, "signal with UniqueId") {
+			sig = append(sig, r)
+		}
+	}
+	return sig
+}
+
+func (h *host) stackStatus() string {
+	h.t.Helper()
+	out, err := h.cfn().DescribeStacks(context.Background(), &cloudformation.DescribeStacksInput{StackName: aws.String(stackName)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return string(out.Stacks[0].StackStatus)
+}
+
+func (h *host) readFstab() string {
+	b, err := os.ReadFile(filepath.Join(h.root, "etc/fstab"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// blkid probes dev and returns its key=value export.
+func blkid(t *testing.T, dev string) map[string]string {
+	t.Helper()
+	out, _ := exec.Command("blkid", "-p", "-o", "export", dev).Output()
+	kv := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			kv[k] = v
+		}
+	}
+	return kv
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
