@@ -112,7 +112,11 @@ func build(id simapi.Identity, data, root string) (*awssim.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
-	return awssim.NewServer(imdssim.New(id), ec2, ssm, cfn, s3), nil
+	imds, err := imdssim.New(id)
+	if err != nil {
+		return nil, fmt.Errorf("imds: %w", err)
+	}
+	return awssim.NewServer(imds, ec2, ssm, cfn, s3), nil
 }
 
 // checkLoopback refuses any address but loopback: the simulator is for

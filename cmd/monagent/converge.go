@@ -154,7 +154,7 @@ func (a *app) steps() []engine.Step {
 		engine.Lazy("packages", a.packagesStep),
 		engine.Lazy("volume", a.volumeStep),
 	}
-	if a.mode == modeBootstrap && a.cfg.Stack.Name != "" {
+	if a.mode == modeBootstrap && a.cfg.Stack.Signals() {
 		steps = append(steps, engine.Lazy("signal", a.signalStep))
 	}
 	return steps
@@ -192,7 +192,7 @@ func (a *app) signalStep(context.Context) (engine.Step, error) {
 // the signal step, instead of letting it wait out the CreationPolicy.
 func (a *app) signalFailure(runErr error) {
 	var se *engine.StepError
-	if a.cfg.Stack.Name == "" || !errors.As(runErr, &se) || !a.beforeSignal(se.Step) {
+	if !a.cfg.Stack.Signals() || !errors.As(runErr, &se) || !a.beforeSignal(se.Step) {
 		return
 	}
 	if a.id.InstanceID == "" {

@@ -170,18 +170,24 @@ func (s *Server) record(c Call) {
 
 // ServeHTTP routes a request to the control API, IMDS or an AWS service.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	defer func() {
-		// A service bug must answer 500, never kill the simulator.
-		if v := recover(); v != nil {
-			simapi.WriteJSONError(w, simapi.Errorf(http.StatusInternalServerError, "InternalFailure", "awssim: %v", v))
-		}
-	}()
 	if strings.HasPrefix(r.URL.Path, "/_sim/") {
 		s.serveControl(w, r)
 		return
 	}
 	name := serviceOf(r)
 	svc := s.services[name]
+	defer func() {
+		// A service bug must answer 500 in the service's shape, never kill
+		// the simulator.
+		if v := recover(); v != nil {
+			aerr := simapi.Errorf(http.StatusInternalServerError, "InternalFailure", "awssim: %v", v)
+			if svc != nil {
+				svc.WriteError(w, r, aerr)
+			} else {
+				simapi.WriteJSONError(w, aerr)
+			}
+		}
+	}()
 	if svc == nil {
 		simapi.WriteJSONError(w, simapi.Errorf(http.StatusBadRequest, "UnknownService",
 			"awssim: cannot tell which AWS service this request is for (no SigV4 credential scope, no X-Amz-Target)"))

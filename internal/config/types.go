@@ -8,18 +8,18 @@ const DefaultPath = "/etc/monagent/config.yaml"
 
 // Config is the whole configuration file.
 type Config struct {
-	Prefix    string             `yaml:"prefix"`
-	Region    string             `yaml:"region"`
-	Stack     Stack              `yaml:"stack"`
-	Volume    Volume             `yaml:"volume"`
-	Packages  Packages           `yaml:"packages"`
-	Docker    Docker             `yaml:"docker"`
-	Bundle    Bundle             `yaml:"bundle"`
-	Env       map[string]EnvVar  `yaml:"env"`
-	Compose   Compose            `yaml:"compose"`
-	Endpoints map[string]string  `yaml:"endpoints"`
-	Metrics   Metrics            `yaml:"metrics"`
-	AWS       AWS                `yaml:"aws"`
+	Prefix    string            `yaml:"prefix"`
+	Region    string            `yaml:"region"`
+	Stack     Stack             `yaml:"stack"`
+	Volume    Volume            `yaml:"volume"`
+	Packages  Packages          `yaml:"packages"`
+	Docker    Docker            `yaml:"docker"`
+	Bundle    Bundle            `yaml:"bundle"`
+	Env       map[string]EnvVar `yaml:"env"`
+	Compose   Compose           `yaml:"compose"`
+	Endpoints map[string]string `yaml:"endpoints"`
+	Metrics   Metrics           `yaml:"metrics"`
+	AWS       AWS               `yaml:"aws"`
 }
 
 // Stack names the CloudFormation resource that waits for the bootstrap signal.

@@ -1,0 +1,15 @@
+package config
+
+// Generators for EnvVar.Generate. Both draw 32 bytes from crypto/rand.
+const (
+	GenerateHex32  = "hex32"     // 64 lowercase hex digits
+	GenerateBase64 = "base64_32" // 44 characters of standard, padded base64
+)
+
+// InEnv reports whether the value belongs in .env; env: false keeps a
+// value that is only written to its file out of it.
+func (e EnvVar) InEnv() bool { return e.Env == nil || *e.Env }
+
+// Signals reports whether bootstrap sends the CloudFormation signal: it
+// needs both the stack name and the resource's logical id.
+func (s Stack) Signals() bool { return s.Name != "" && s.Resource != "" }

@@ -1,0 +1,460 @@
+package ebs
+
+// These tests use real loop devices, mkfs, blkid and mount. They need root.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/monagent/monagent/internal/command"
+	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/engine"
+	"github.com/monagent/monagent/internal/imds"
+)
+
+// countingRunner runs programs for real and counts them by name.
+type countingRunner struct {
+	command.Runner
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (r *countingRunner) Run(ctx context.Context, name string, args ...string) (command.Result, error) {
+	r.mu.Lock()
+	if r.calls == nil {
+		r.calls = map[string]int{}
+	}
+	r.calls[name]++
+	r.mu.Unlock()
+	return r.Runner.Run(ctx, name, args...)
+}
+
+func (r *countingRunner) count(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls[name]
+}
+
+// rig is a host root with one loop device that the fake EC2 says is
+// attached to this instance.
+type rig struct {
+	root string
+	dev  string
+	run  *countingRunner
+	step *Step
+}
+
+const (
+	testUID = 1234
+	testGID = 2345
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for loop devices and mount")
+	}
+}
+
+// loopDevice attaches a sparse 512 MiB file to a free loop device.
+func loopDevice(t *testing.T) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "volume.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(512 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
+		}
+	})
+	return dev
+}
+
+// unmountAtCleanup unmounts everything stacked on dir when the test ends.
+func unmountAtCleanup(t *testing.T, dir string) {
+	t.Helper()
+	t.Cleanup(func() {
+		for i := 0; i < 5; i++ {
+			m, err := MountAt(dir)
+			if err != nil || m == nil {
+				return
+			}
+			if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+				t.Errorf("umount %s: %v: %s", dir, err, out)
+				return
+			}
+		}
+	})
+}
+
+func newRig(t *testing.T, cfg config.Volume) *rig {
+	t.Helper()
+	needRoot(t)
+	root := t.TempDir()
+	dev := loopDevice(t)
+	link := filepath.Join(root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(testVolID))
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dev, link); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\nmonitor:x:1234:2345::/home/monitor:/bin/sh\n")
+	writeFile(t, filepath.Join(root, "etc", "group"), "root:x:0:\nmonitor:x:2345:\n")
+
+	cfg.ID = testVolID
+	if cfg.MountPoint == "" {
+		cfg.MountPoint = "/data"
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = "monitor"
+	}
+	cfg.DeviceTimeout = config.Duration{Duration: 2 * time.Second}
+	run := &countingRunner{Runner: command.Runner{}}
+	s := New(cfg, Options{
+		Root:     root,
+		Identity: &imds.Identity{InstanceID: me, Region: "eu-west-1", AZ: myAZ},
+		EC2:      &fakeEC2{before: []answer{attached()}},
+		Run:      run,
+		Log:      zaptest.NewLogger(t),
+		Backoff:  Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond},
+	})
+	unmountAtCleanup(t, s.mountDir())
+	return &rig{root: root, dev: dev, run: run, step: s}
+}
+
+func (r *rig) fstab() string { return filepath.Join(r.root, "etc", "fstab") }
+
+func (r *rig) check(t *testing.T, want bool) {
+	t.Helper()
+	got, err := r.step.Check(context.Background())
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if got != want {
+		t.Fatalf("Check = %v, want %v", got, want)
+	}
+}
+
+func (r *rig) apply(t *testing.T) {
+	t.Helper()
+	if err := r.step.Apply(context.Background()); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
+func blkidValue(t *testing.T, dev, key string) string {
+	t.Helper()
+	out, err := exec.Command("blkid", "-p", "-s", key, "-o", "value", dev).Output()
+	if err != nil {
+		t.Fatalf("blkid %s: %v", dev, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func mustRun(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v: %s", name, args, err, out)
+	}
+}
+
+func TestApplyBlankVolume(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs", MountOptions: "defaults,noatime"})
+	r.check(t, false)
+	r.apply(t)
+
+	if n := r.run.count("mkfs.xfs"); n != 1 {
+		t.Fatalf("mkfs.xfs ran %d times, want 1", n)
+	}
+	uuid := blkidValue(t, r.dev, "UUID")
+	dir := filepath.Join(r.root, "data")
+	m, err := MountAt(dir)
+	if err != nil || m == nil {
+		t.Fatalf("not mounted at %s: %v", dir, err)
+	}
+	if m.FSType != "xfs" {
+		t.Errorf("mounted %s, want xfs", m.FSType)
+	}
+	fstab, _ := os.ReadFile(r.fstab())
+	if want := "UUID=" + uuid + " /data xfs defaults,noatime,nofail 0 2\n"; string(fstab) != want {
+		t.Errorf("fstab = %q, want %q", fstab, want)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != testUID || st.Gid != testGID {
+		t.Errorf("owner = %d:%d, want %d:%d", st.Uid, st.Gid, testUID, testGID)
+	}
+	r.check(t, true)
+
+	// A converged host: nothing is formatted or rewritten, data stays.
+	data := filepath.Join(dir, "prometheus.db")
+	writeFile(t, data, "samples")
+	before, _ := os.Stat(r.fstab())
+	r.apply(t)
+	if n := r.run.count("mkfs.xfs"); n != 1 {
+		t.Errorf("second Apply ran mkfs.xfs (%d runs)", n)
+	}
+	if n := r.run.count("mount"); n != 1 {
+		t.Errorf("second Apply ran mount (%d runs)", n)
+	}
+	after, _ := os.Stat(r.fstab())
+	if !os.SameFile(before, after) || !before.ModTime().Equal(after.ModTime()) {
+		t.Error("second Apply rewrote fstab")
+	}
+	if got, _ := os.ReadFile(data); string(got) != "samples" {
+		t.Errorf("data file = %q after second Apply", got)
+	}
+
+	// Unmounted (a reboot without fstab, an operator): remount, same data.
+	mustRun(t, "umount", dir)
+	r.check(t, false)
+	r.apply(t)
+	if n := r.run.count("mkfs.xfs"); n != 1 {
+		t.Errorf("remount ran mkfs.xfs (%d runs)", n)
+	}
+	if got, _ := os.ReadFile(data); string(got) != "samples" {
+		t.Errorf("data file = %q after remount", got)
+	}
+	r.check(t, true)
+}
+
+func TestCheckDetectsDrift(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs"})
+	r.apply(t)
+	r.check(t, true)
+	uuid := blkidValue(t, r.dev, "UUID")
+	dir := filepath.Join(r.root, "data")
+
+	drifts := []struct {
+		name  string
+		drift func(t *testing.T)
+	}{
+		{"unmounted", func(t *testing.T) { mustRun(t, "umount", dir) }},
+		{"fstab line removed", func(t *testing.T) { writeFile(t, r.fstab(), "# nothing here\n") }},
+		{"fstab by device path", func(t *testing.T) { writeFile(t, r.fstab(), r.dev+" /data xfs defaults,nofail 0 2\n") }},
+		{"fstab without nofail", func(t *testing.T) { writeFile(t, r.fstab(), "UUID="+uuid+" /data xfs defaults 0 2\n") }},
+		{"fstab duplicate", func(t *testing.T) {
+			b, _ := os.ReadFile(r.fstab())
+			writeFile(t, r.fstab(), string(b)+"LABEL=old /data xfs defaults 0 0\n")
+		}},
+		{"owner", func(t *testing.T) {
+			if err := os.Chown(dir, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, d := range drifts {
+		t.Run(d.name, func(t *testing.T) {
+			d.drift(t)
+			r.check(t, false)
+			r.apply(t)
+			r.check(t, true)
+		})
+	}
+	if n := r.run.count("mkfs.xfs"); n != 1 {
+		t.Errorf("mkfs.xfs ran %d times, want 1", n)
+	}
+	fstab, _ := os.ReadFile(r.fstab())
+	if want := "UUID=" + uuid + " /data xfs defaults,nofail 0 2\n"; string(fstab) != want {
+		t.Errorf("fstab = %q, want %q", fstab, want)
+	}
+}
+
+func TestCheckVolumeAttachedElsewhere(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs"})
+	r.apply(t)
+	r.step.ec2 = &fakeEC2{before: []answer{elsewhere()}}
+	r.check(t, false)
+}
+
+func TestRefusesOtherFilesystem(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs"})
+	mustRun(t, "mkfs.ext4", "-q", r.dev)
+	scratch := t.TempDir()
+	mustRun(t, "mount", r.dev, scratch)
+	writeFile(t, filepath.Join(scratch, "keep", "me"), "grafana.db")
+	mustRun(t, "umount", scratch)
+
+	err := r.step.Apply(context.Background())
+	var p *engine.Permanent
+	if !errors.As(err, &p) {
+		t.Fatalf("Apply = %v, want a permanent error", err)
+	}
+	for _, w := range []string{testVolID, r.dev, "ext4", "xfs", "fs_type: ext4", "snapshot"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	if n := r.run.count("mkfs.xfs") + r.run.count("mkfs.ext4"); n != 0 {
+		t.Errorf("mkfs ran %d times", n)
+	}
+	if m, _ := MountAt(filepath.Join(r.root, "data")); m != nil {
+		t.Errorf("mounted anyway: %+v", m)
+	}
+	if _, err := os.Stat(r.fstab()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("fstab written: %v", err)
+	}
+	r.check(t, false)
+
+	mustRun(t, "mount", "-o", "ro", r.dev, scratch)
+	defer mustRun(t, "umount", scratch)
+	if got, err := os.ReadFile(filepath.Join(scratch, "keep", "me")); string(got) != "grafana.db" {
+		t.Fatalf("data after refusal = %q, %v", got, err)
+	}
+}
+
+// writeMBR puts a DOS partition table with one Linux partition, and nothing
+// else, on dev.
+func writeMBR(t *testing.T, dev string) []byte {
+	t.Helper()
+	sector := make([]byte, 512)
+	entry := sector[446:462]
+	entry[4] = 0x83                                    // Linux
+	copy(entry[8:12], []byte{0x00, 0x08, 0x00, 0x00})  // first LBA 2048
+	copy(entry[12:16], []byte{0x00, 0xf8, 0x0f, 0x00}) // 1046528 sectors
+	sector[510], sector[511] = 0x55, 0xaa
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(sector, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	return sector
+}
+
+func TestRefusesPartitionTable(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs"})
+	sector := writeMBR(t, r.dev)
+	if got := blkidValue(t, r.dev, "PTTYPE"); got != "dos" {
+		t.Fatalf("blkid PTTYPE = %q; the fixture is wrong", got)
+	}
+	err := r.step.Apply(context.Background())
+	var p *engine.Permanent
+	if !errors.As(err, &p) || !strings.Contains(err.Error(), "dos partition table") {
+		t.Fatalf("Apply = %v, want a permanent error naming the partition table", err)
+	}
+	if n := r.run.count("mkfs.xfs"); n != 0 {
+		t.Errorf("mkfs.xfs ran %d times", n)
+	}
+	got := make([]byte, 512)
+	f, err := os.Open(r.dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, sector) {
+		t.Error("the partition table was changed")
+	}
+}
+
+func TestFstabOnRealVolume(t *testing.T) {
+	tests := []struct {
+		name string
+		old  string
+		// want is the expected fstab with %s for our line.
+		want string
+	}{
+		{
+			name: "unrelated lines kept",
+			old:  "# static file system information\n\nUUID=abc\t/\txfs\tdefaults,noatime  1 1\n  # swap was here\nproc /proc proc defaults 0 0",
+			want: "# static file system information\n\nUUID=abc\t/\txfs\tdefaults,noatime  1 1\n  # swap was here\nproc /proc proc defaults 0 0\n%s\n",
+		},
+		{
+			name: "old device line replaced",
+			old:  "UUID=abc / xfs defaults 1 1\n/dev/xvdf /data xfs defaults 0 0\n/dev/xvdg /srv ext4 defaults 0 0\n",
+			want: "UUID=abc / xfs defaults 1 1\n%s\n/dev/xvdg /srv ext4 defaults 0 0\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, config.Volume{FSType: "xfs"})
+			writeFile(t, r.fstab(), tt.old)
+			r.apply(t)
+			line := "UUID=" + blkidValue(t, r.dev, "UUID") + " /data xfs defaults,nofail 0 2"
+			got, _ := os.ReadFile(r.fstab())
+			if want := strings.Replace(tt.want, "%s", line, 1); string(got) != want {
+				t.Errorf("fstab:\n got %q\nwant %q", got, want)
+			}
+			r.check(t, true)
+		})
+	}
+}
+
+func TestExt4(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "ext4", Owner: "65534:65534"})
+	r.apply(t)
+	if got := blkidValue(t, r.dev, "TYPE"); got != "ext4" {
+		t.Fatalf("TYPE = %q", got)
+	}
+	r.check(t, true)
+	r.apply(t)
+	if n := r.run.count("mkfs.ext4"); n != 1 {
+		t.Errorf("mkfs.ext4 ran %d times", n)
+	}
+}
+
+func TestMountPointHeldByOtherDevice(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs"})
+	other := loopDevice(t)
+	mustRun(t, "mkfs.xfs", "-q", other)
+	dir := filepath.Join(r.root, "data")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "mount", other, dir)
+	unmountAtCleanup(t, dir)
+
+	err := r.step.Apply(context.Background())
+	var p *engine.Permanent
+	if !errors.As(err, &p) {
+		t.Fatalf("Apply = %v, want a permanent error", err)
+	}
+	for _, w := range []string{other, r.dev, "/data"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	r.check(t, false)
+}
+
+func TestMissingOwner(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs", Owner: "grafana"})
+	err := r.step.Apply(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "grafana") {
+		t.Fatalf("Apply = %v, want an error naming the user", err)
+	}
+	r.check(t, false)
+}

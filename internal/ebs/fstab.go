@@ -1,0 +1,190 @@
+package ebs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// FstabEntry is the one fstab line the step owns.
+type FstabEntry struct {
+	UUID       string
+	MountPoint string // as seen from the host's root, e.g. /data
+	FSType     string
+	Options    string // already including nofail (FstabOptions)
+}
+
+// Line renders the entry. Device names change across reboots, UUIDs do
+// not; fsck pass 2 because the volume is not the root filesystem.
+func (e FstabEntry) Line() string {
+	return fmt.Sprintf("UUID=%s %s %s %s 0 2", e.UUID, escapeFstab(e.MountPoint), e.FSType, e.Options)
+}
+
+// owns reports whether an fstab line is about the entry's mount point or
+// its filesystem (by UUID), whatever device spelling it uses.
+func (e FstabEntry) owns(line string) bool {
+	t := strings.TrimSpace(line)
+	if t == "" || strings.HasPrefix(t, "#") {
+		return false
+	}
+	f := strings.Fields(t)
+	if len(f) < 2 {
+		return false
+	}
+	if path.Clean(unescapeOctal(f[1])) == path.Clean(e.MountPoint) {
+		return true
+	}
+	src := unescapeOctal(f[0])
+	uuid := ""
+	switch {
+	case strings.HasPrefix(src, "UUID="):
+		uuid = strings.Trim(strings.TrimPrefix(src, "UUID="), `"'`)
+	case strings.HasPrefix(src, "/dev/disk/by-uuid/"):
+		uuid = strings.TrimPrefix(src, "/dev/disk/by-uuid/")
+	}
+	return uuid != "" && strings.EqualFold(uuid, e.UUID)
+}
+
+// RenderFstab returns old with exactly one line for the entry: the first
+// line about its mount point or UUID is replaced in place (kept byte for
+// byte when its fields are already right), other such lines are dropped, and
+// every other line is kept byte for byte. It returns old itself when
+// nothing changes.
+func RenderFstab(old []byte, e FstabEntry) []byte {
+	want := e.Line()
+	text := string(old)
+	var lines []string
+	if text != "" {
+		lines = strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	}
+	out := make([]string, 0, len(lines)+1)
+	placed, changed := false, false
+	for _, l := range lines {
+		switch {
+		case !e.owns(l):
+			out = append(out, l)
+		case placed:
+			changed = true
+		case sameFields(l, want):
+			out, placed = append(out, l), true
+		default:
+			out, placed, changed = append(out, want), true, true
+		}
+	}
+	if !placed {
+		out, changed = append(out, want), true
+	}
+	if !changed {
+		return old
+	}
+	return []byte(strings.Join(out, "\n") + "\n")
+}
+
+func sameFields(a, b string) bool {
+	fa, fb := strings.Fields(a), strings.Fields(b)
+	if len(fa) != len(fb) {
+		return false
+	}
+	for i := range fa {
+		if fa[i] != fb[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// FstabConverged reports whether the fstab at path already has exactly the
+// entry's line and no other line for its mount point or UUID.
+func FstabConverged(path string, e FstabEntry) (bool, error) {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("volume: read fstab: %w", err)
+	}
+	return err == nil && bytes.Equal(RenderFstab(old, e), old), nil
+}
+
+// UpdateFstab writes the entry into the fstab at path, atomically, and
+// reports whether the file changed. An unchanged file is not written.
+func UpdateFstab(path string, e FstabEntry) (bool, error) {
+	old, err := os.ReadFile(path)
+	mode, uid, gid := fs.FileMode(0o644), -1, -1
+	switch {
+	case err == nil:
+		fi, err := os.Stat(path)
+		if err != nil {
+			return false, fmt.Errorf("volume: %w", err)
+		}
+		mode = fi.Mode().Perm()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return false, fmt.Errorf("volume: read fstab: %w", err)
+	}
+	data := RenderFstab(old, e)
+	if err == nil && bytes.Equal(data, old) {
+		return false, nil
+	}
+	if err := writeAtomic(path, data, mode, uid, gid); err != nil {
+		return false, fmt.Errorf("volume: write fstab: %w", err)
+	}
+	return true, nil
+}
+
+// writeAtomic replaces path with data so that a crash leaves either the old
+// or the new file, never a torn one: temp file in the same directory,
+// fsync, rename, fsync of the directory.
+func writeAtomic(path string, data []byte, mode fs.FileMode, uid, gid int) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".monagent-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if uid >= 0 {
+		if err = f.Chown(uid, gid); err != nil {
+			return err
+		}
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// escapeFstab escapes what would split an fstab field.
+func escapeFstab(s string) string {
+	r := strings.NewReplacer(`\`, `\134`, " ", `\040`, "\t", `\011`, "\n", `\012`)
+	return r.Replace(s)
+}
