@@ -68,18 +68,27 @@ func get(ctx context.Context, c *awsimds.Client, path string) (string, error) {
 
 // explain turns an IMDS failure into the operator's next move.
 func explain(path string, err error) error {
+	status := 0
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) {
-		switch re.HTTPStatusCode() {
-		case http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusNotFound:
-			if strings.Contains(err.Error(), "api/token") || strings.Contains(strings.ToLower(err.Error()), "token") {
+		status = re.HTTPStatusCode()
+	}
+	msg := err.Error()
+	// The SDK reports a refused token PUT without wrapping the response
+	// error, so the token failure is recognised by its text too.
+	if strings.Contains(msg, "failed to get API token") {
+		for _, code := range []int{http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed} {
+			if status == code || strings.Contains(msg, fmt.Sprintf("StatusCode: %d", code)) {
 				return fmt.Errorf("instance metadata: the IMDSv2 token request was refused (HTTP %d); monagent uses IMDSv2 only: "+
 					"allow PUT /latest/api/token (instance metadata options HttpTokens=required, HttpPutResponseHopLimit>=1) "+
-					"or remove the proxy or firewall rule that blocks it: %w", re.HTTPStatusCode(), err)
+					"or remove the proxy or firewall rule that blocks it: %w", code, err)
 			}
-		case http.StatusUnauthorized:
-			return fmt.Errorf("instance metadata: %s was refused with a token (HTTP 401): %w", path, err)
 		}
+	}
+	if status == http.StatusUnauthorized {
+		return fmt.Errorf("instance metadata: %s was refused with a token (HTTP 401): %w", path, err)
+	}
+	if status != 0 {
 		return fmt.Errorf("instance metadata: reading %s: %w", path, err)
 	}
 	return fmt.Errorf("instance metadata service not reachable (reading %s): %w; monagent must run on an EC2 instance "+

@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// With NOTIFY_SOCKET set, as systemd sets it for the unit, each step's
+// progress arrives as STATUS= on the socket.
+func TestSdNotifyStatusPerStep(t *testing.T) {
+	h := newHost(t, scenario("", ""), "30s")
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	got := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+
+	cmd := exec.Command(bins.monagent, "--root", h.root, "--config", h.config, "bootstrap")
+	cmd.Env = append(h.env(), "NOTIFY_SOCKET="+sock)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("bootstrap: %v\n%s", err, out)
+	}
+	var msgs []string
+	timeout := time.After(2 * time.Second)
+collect:
+	for {
+		select {
+		case m := <-got:
+			msgs = append(msgs, m)
+			if m == "STATUS=converged" {
+				break collect
+			}
+		case <-timeout:
+			break collect
+		}
+	}
+	joined := strings.Join(msgs, "\n")
+	for _, step := range []string{"metadata", "packages", "volume", "signal"} {
+		for _, phase := range []string{"running", "done"} {
+			if want := "STATUS=step " + step + ": " + phase; !strings.Contains(joined, want) {
+				t.Errorf("missing %q in:\n%s", want, joined)
+			}
+		}
+	}
+	if !strings.HasSuffix(joined, "STATUS=converged") {
+		t.Errorf("last status is not converged:\n%s", joined)
+	}
+}
