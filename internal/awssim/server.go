@@ -8,6 +8,7 @@
 package awssim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -78,7 +79,7 @@ func (s *Server) SetFault(key string, f *simapi.Fault) {
 func (s *Server) Calls() []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Call(nil), s.calls...)
+	return append([]Call{}, s.calls...)
 }
 
 // ApplyScenario seeds services and installs faults from a YAML (or JSON)
@@ -91,8 +92,8 @@ func (s *Server) ApplyScenario(doc []byte) error {
 	for key, node := range top {
 		node := node
 		if key == "faults" {
-			var faults map[string]*simapi.Fault
-			if err := node.Decode(&faults); err != nil {
+			faults, err := decodeFaults(&node)
+			if err != nil {
 				return fmt.Errorf("scenario: faults: %w", err)
 			}
 			for k, f := range faults {
@@ -116,6 +117,22 @@ func (s *Server) ApplyScenario(doc []byte) error {
 		}
 	}
 	return nil
+}
+
+// decodeFaults decodes strictly: a misspelt fault field must not silently
+// leave a test without its fault.
+func decodeFaults(node *yaml.Node) (map[string]*simapi.Fault, error) {
+	b, err := yaml.Marshal(node)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var faults map[string]*simapi.Fault
+	if err := dec.Decode(&faults); err != nil {
+		return nil, err
+	}
+	return faults, nil
 }
 
 func (s *Server) names() []string {
