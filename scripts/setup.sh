@@ -12,6 +12,8 @@ have losetup /usr/sbin/losetup || need+=(util-linux)
 have sfdisk /usr/sbin/sfdisk || need+=(fdisk)
 [ -x /usr/bin/aws ] || need+=(awscli)
 have curl /usr/bin/curl || need+=(curl)
+have systemd-analyze /usr/bin/systemd-analyze || need+=(systemd)
+have flock /usr/bin/flock || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup: installing ${need[*]}"
 	if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,36 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The shipped units parse cleanly with systemd's own verifier: a typo in a
+// directive is only a warning to systemd, so any output fails the test.
+func TestSystemdUnitsVerify(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"monagent.service", "monagent.timer"} {
+		b, err := os.ReadFile(filepath.Join("../../systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// verify checks that ExecStart exists: point it at the built binary.
+		unit := strings.ReplaceAll(string(b), "/usr/local/bin/monagent", bins.monagent)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("systemd-analyze", "verify",
+		filepath.Join(dir, "monagent.service"), filepath.Join(dir, "monagent.timer")).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	unit, _ := os.ReadFile(filepath.Join(dir, "monagent.service"))
+	// Exit 2 is bad configuration: systemd must not restart into it forever.
+	if !strings.Contains(string(unit), "RestartPreventExitStatus=2") || !strings.Contains(string(unit), "NotifyAccess=main") {
+		t.Fatalf("unit lost its restart or notify policy:\n%s", unit)
+	}
+}
