@@ -8,7 +8,6 @@
 package awssim
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -92,8 +91,8 @@ func (s *Server) ApplyScenario(doc []byte) error {
 	for key, node := range top {
 		node := node
 		if key == "faults" {
-			faults, err := decodeFaults(&node)
-			if err != nil {
+			var faults map[string]*simapi.Fault
+			if err := simapi.DecodeStrict(&node, &faults); err != nil {
 				return fmt.Errorf("scenario: faults: %w", err)
 			}
 			for k, f := range faults {
@@ -117,22 +116,6 @@ func (s *Server) ApplyScenario(doc []byte) error {
 		}
 	}
 	return nil
-}
-
-// decodeFaults decodes strictly: a misspelt fault field must not silently
-// leave a test without its fault.
-func decodeFaults(node *yaml.Node) (map[string]*simapi.Fault, error) {
-	b, err := yaml.Marshal(node)
-	if err != nil {
-		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	var faults map[string]*simapi.Fault
-	if err := dec.Decode(&faults); err != nil {
-		return nil, err
-	}
-	return faults, nil
 }
 
 func (s *Server) names() []string {

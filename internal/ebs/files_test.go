@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/monagent/monagent/internal/engine"
@@ -131,6 +132,33 @@ func TestUpdateFstab(t *testing.T) {
 	fi, _ = os.Stat(newPath)
 	if fi.Mode().Perm() != 0o644 {
 		t.Errorf("new fstab mode = %v, want 0644", fi.Mode().Perm())
+	}
+}
+
+// TestUpdateFstabKeepsOwner: the rewritten fstab keeps the owner and mode
+// of the file it replaces, not those of the process.
+func TestUpdateFstabKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown to another user needs root")
+	}
+	path := filepath.Join(t.TempDir(), "fstab")
+	if err := os.WriteFile(path, []byte("proc /proc proc defaults 0 0\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 1234, 2345); err != nil {
+		t.Fatal(err)
+	}
+	e := FstabEntry{UUID: "1111-aaaa", MountPoint: "/data", FSType: "xfs", Options: "defaults,nofail"}
+	if changed, err := UpdateFstab(path, e); err != nil || !changed {
+		t.Fatalf("UpdateFstab = %v, %v; want a change", changed, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 1234 || st.Gid != 2345 || fi.Mode().Perm() != 0o640 {
+		t.Errorf("fstab owner %d:%d mode %v, want 1234:2345 0640 kept", st.Uid, st.Gid, fi.Mode().Perm())
 	}
 }
 

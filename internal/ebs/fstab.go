@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/monagent/monagent/internal/atomicfile"
 )
 
 // FstabEntry is the one fstab line the step owns.
@@ -113,7 +115,7 @@ func FstabConverged(path string, e FstabEntry) (bool, error) {
 // reports whether the file changed. An unchanged file is not written.
 func UpdateFstab(path string, e FstabEntry) (bool, error) {
 	old, err := os.ReadFile(path)
-	mode, uid, gid := fs.FileMode(0o644), -1, -1
+	mode, opts := fs.FileMode(0o644), atomicfile.Options{}
 	switch {
 	case err == nil:
 		fi, err := os.Stat(path)
@@ -122,7 +124,7 @@ func UpdateFstab(path string, e FstabEntry) (bool, error) {
 		}
 		mode = fi.Mode().Perm()
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(st.Uid), int(st.Gid)
+			opts.Owner = &atomicfile.Owner{UID: int(st.Uid), GID: int(st.Gid)}
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return false, fmt.Errorf("volume: read fstab: %w", err)
@@ -131,56 +133,13 @@ func UpdateFstab(path string, e FstabEntry) (bool, error) {
 	if err == nil && bytes.Equal(data, old) {
 		return false, nil
 	}
-	if err := writeAtomic(path, data, mode, uid, gid); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return false, fmt.Errorf("volume: write fstab: %w", err)
+	}
+	if err := opts.WriteFile(path, data, mode); err != nil {
 		return false, fmt.Errorf("volume: write fstab: %w", err)
 	}
 	return true, nil
-}
-
-// writeAtomic replaces path with data so that a crash leaves either the old
-// or the new file, never a torn one: temp file in the same directory,
-// fsync, rename, fsync of the directory.
-func writeAtomic(path string, data []byte, mode fs.FileMode, uid, gid int) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".monagent-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if uid >= 0 {
-		if err = f.Chown(uid, gid); err != nil {
-			return err
-		}
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // escapeFstab escapes what would split an fstab field.

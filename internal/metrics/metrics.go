@@ -4,11 +4,13 @@ package metrics
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/monagent/monagent/internal/atomicfile"
 	"github.com/monagent/monagent/internal/state"
 )
 
@@ -43,10 +45,18 @@ func Render(st *state.State) []byte {
 	return []byte(b.String())
 }
 
-// Write renders st into dir atomically (node-exporter must never read half a file).
+// Write renders st into dir atomically (node-exporter must never read half a
+// file). The file and a directory it creates are readable by all, because
+// node-exporter runs as its own user.
 func Write(dir string, st *state.State) error {
 	if st.LastRun.IsZero() {
 		st.LastRun = time.Now()
 	}
-	return state.WriteFileAtomic(filepath.Join(dir, FileName), Render(st), 0o644, nil)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("metrics: create %s: %w", dir, err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, FileName), Render(st), 0o644); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,30 @@ func TestWrite(t *testing.T) {
 	} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Errorf("missing %q in:\n%s", want, b)
+		}
+	}
+}
+
+// TestWriteReadableByNodeExporter: node-exporter runs as its own user, so
+// the textfile directory monagent creates and the file must be readable by
+// all (monagent's state directory, 0700, is not a model here).
+func TestWriteReadableByNodeExporter(t *testing.T) {
+	defer syscall.Umask(syscall.Umask(0o022)) // the usual umask, whatever the test runner's
+	dir := filepath.Join(t.TempDir(), "node-exporter", "textfile")
+	if err := Write(dir, &state.State{Steps: map[string]*state.Record{}}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{
+		filepath.Dir(dir):            0o755,
+		dir:                          0o755,
+		filepath.Join(dir, FileName): 0o644,
+	} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/monagent/monagent/internal/atomicfile"
 )
 
 // Status of a step's last run.
@@ -48,10 +50,6 @@ const version = 1
 // Store reads and writes the state file at Path.
 type Store struct {
 	Path string
-
-	// afterTemp runs between writing the temp file and renaming it; tests
-	// use it to crash the process at the worst moment.
-	afterTemp func()
 }
 
 // Load reads the state. A missing file is an empty state.
@@ -78,64 +76,20 @@ func (s *Store) Load() (*State, error) {
 	return &st, nil
 }
 
-// Save writes st atomically: temp file, fsync, rename, fsync of the
-// directory. The file is mode 0600.
+// Save writes st atomically (see package atomicfile), mode 0600, creating
+// its directory mode 0700: the file is monagent's own.
 func (s *Store) Save(st *State) error {
 	st.Version = version
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	return WriteFileAtomic(s.Path, append(b, '\n'), 0o600, s.afterTemp)
-}
-
-// WriteFileAtomic replaces path with data so that a reader, or a crash at
-// any moment, sees either the old content or the new, never a mix. hook, if
-// not nil, runs after the temp file is durable and before the rename.
-func WriteFileAtomic(path string, data []byte, mode fs.FileMode, hook func()) error {
-	dir := filepath.Dir(path)
+	dir := filepath.Dir(s.Path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temp file in %s: %w", dir, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if err := writeSync(tmp, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if hook != nil {
-		hook()
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func writeSync(f *os.File, data []byte, mode fs.FileMode) error {
-	defer f.Close()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+	if err := atomicfile.WriteFile(s.Path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save state: %w", err)
 	}
 	return nil
 }

@@ -2,10 +2,8 @@ package state
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -61,46 +59,4 @@ func TestCorruptStateIsAnError(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestCrashBeforeRename kills a real process between the temp write and the
-// rename; the old state must survive whole.
-func TestCrashBeforeRename(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "state.json")
-	old := &State{Steps: map[string]*Record{"volume": {Status: Succeeded, Fingerprint: "old"}}}
-	if err := (&Store{Path: p}).Save(old); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrashingWriter$")
-	cmd.Env = append(os.Environ(), "STATE_CRASH_PATH="+p)
-	err := cmd.Run()
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if err == nil || !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("helper was not killed as planned: %v", err)
-	}
-	got, err := (&Store{Path: p}).Load()
-	if err != nil {
-		t.Fatalf("state unreadable after crash: %v", err)
-	}
-	if got.Steps["volume"].Fingerprint != "old" {
-		t.Fatalf("state changed by a crashed write: %+v", got.Steps["volume"])
-	}
-	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(p), ".state.json.tmp-*"))
-	if len(leftovers) != 1 {
-		t.Fatalf("want the crashed temp file left behind (proving the crash hit mid-write), got %v", leftovers)
-	}
-	// The next save still works beside the stale temp file.
-	if err := (&Store{Path: p}).Save(&State{Steps: map[string]*Record{}}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestHelperCrashingWriter(t *testing.T) {
-	p := os.Getenv("STATE_CRASH_PATH")
-	if p == "" {
-		return // only meaningful as the child of TestCrashBeforeRename
-	}
-	s := &Store{Path: p, afterTemp: func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} }}
-	_ = s.Save(&State{Steps: map[string]*Record{"volume": {Status: Succeeded, Fingerprint: "new"}}})
-	t.Fatal("survived the crash")
 }

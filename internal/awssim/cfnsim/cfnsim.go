@@ -10,12 +10,14 @@ import (
 	"log"
 	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/monagent/monagent/internal/atomicfile"
 	"github.com/monagent/monagent/internal/awssim/simapi"
 	"gopkg.in/yaml.v3"
 )
@@ -56,6 +58,9 @@ func New(id simapi.Identity, dataDir string) (*Service, error) {
 	s := &Service{id: id, pageSize: defaultPageSize, timers: map[string]*time.Timer{}}
 	if dataDir == "" {
 		return s, nil
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cfnsim: %w", err)
 	}
 	s.path = filepath.Join(dataDir, "cloudformation.json")
 	stacks, err := load(s.path)
@@ -194,8 +199,8 @@ func (s *Service) Seed(section *yaml.Node) error {
 	var sec struct {
 		Stacks []seedStack `yaml:"stacks"`
 	}
-	if err := decodeStrict(section, &sec); err != nil {
-		return err
+	if err := simapi.DecodeStrict(section, &sec); err != nil {
+		return fmt.Errorf("want {stacks: [{name, template, on_failure, parameters}]}: %w", err)
 	}
 	for i, ss := range sec.Stacks {
 		in := createInput{
@@ -212,21 +217,6 @@ func (s *Service) Seed(section *yaml.Node) error {
 		if aerr != nil {
 			return fmt.Errorf("stacks[%d] (%s): %w", i, ss.Name, aerr)
 		}
-	}
-	return nil
-}
-
-// decodeStrict decodes n into v, rejecting keys v does not have, so that a
-// misspelt scenario key is an error rather than silently ignored.
-func decodeStrict(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return fmt.Errorf("re-encoding section: %w", err)
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("want {stacks: [{name, template, on_failure, parameters}]}: %w", err)
 	}
 	return nil
 }
@@ -269,7 +259,7 @@ func (s *Service) save(data []byte, version uint64) error {
 	if version <= s.saved {
 		return nil
 	}
-	if err := writeFileAtomic(s.path, data); err != nil {
+	if err := atomicfile.WriteFile(s.path, data, 0o600); err != nil {
 		return err
 	}
 	s.saved = version

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/monagent/monagent/internal/awssim/simtest"
 )
 
 // post sends a raw Query request signed (in form only) for CloudFormation,
@@ -201,27 +201,20 @@ func TestSeedErrors(t *testing.T) {
 	}
 }
 
-// cli runs the AWS CLI v2 against the simulator and decodes its JSON
-// output into out (when out is not nil).
-func cli(t *testing.T, endpoint string, out any, args ...string) (string, error) {
+// cli runs "aws cloudformation" against the simulator and decodes its
+// JSON output into out (when out is not nil).
+func cli(t *testing.T, endpoint string, out any, args ...string) error {
 	t.Helper()
-	cmd := exec.Command("/usr/bin/aws", append([]string{"--endpoint-url", endpoint, "--output", "json", "cloudformation"}, args...)...)
-	cmd.Env = append(os.Environ(),
-		"AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=x", "AWS_DEFAULT_REGION=eu-west-1",
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=",
-		"AWS_EC2_METADATA_DISABLED=true", "HOME="+t.TempDir(),
-	)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stderr.String(), err
+	b, err := simtest.AWSCLI(t, endpoint, append([]string{"--output", "json", "cloudformation"}, args...)...)
+	if err != nil {
+		return err
 	}
 	if out != nil {
-		if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-			t.Fatalf("aws %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, stdout.String())
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("aws %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, b)
 		}
 	}
-	return stderr.String(), nil
+	return nil
 }
 
 func TestAWSCLI(t *testing.T) {
@@ -233,8 +226,8 @@ func TestAWSCLI(t *testing.T) {
 	}
 	run := func(out any, args ...string) {
 		t.Helper()
-		if stderr, err := cli(t, e.url, out, args...); err != nil {
-			t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		if err := cli(t, e.url, out, args...); err != nil {
+			t.Fatal(err)
 		}
 	}
 
@@ -294,15 +287,15 @@ func TestAWSCLI(t *testing.T) {
 		t.Fatalf("describe-stacks after the signal = %+v", after)
 	}
 
-	stderr, err := cli(t, e.url, nil, "signal-resource", "--stack-name", "Cli", "--logical-resource-id", "MonitoringAsg",
+	err := cli(t, e.url, nil, "signal-resource", "--stack-name", "Cli", "--logical-resource-id", "MonitoringAsg",
 		"--unique-id", instanceID, "--status", "SUCCESS")
-	if err == nil || !strings.Contains(stderr, "ValidationError") || !strings.Contains(stderr, "cannot be signaled") {
-		t.Fatalf("second signal-resource: %v, stderr %q; want a ValidationError", err, stderr)
+	if err == nil || !strings.Contains(err.Error(), "ValidationError") || !strings.Contains(err.Error(), "cannot be signaled") {
+		t.Fatalf("second signal-resource: %v; want a ValidationError", err)
 	}
 
 	run(nil, "delete-stack", "--stack-name", "Cli")
-	stderr, err = cli(t, e.url, nil, "describe-stacks", "--stack-name", "Cli")
-	if err == nil || !strings.Contains(stderr, "Stack with id Cli does not exist") {
-		t.Fatalf("describe-stacks after delete: %v, stderr %q", err, stderr)
+	err = cli(t, e.url, nil, "describe-stacks", "--stack-name", "Cli")
+	if err == nil || !strings.Contains(err.Error(), "Stack with id Cli does not exist") {
+		t.Fatalf("describe-stacks after delete: %v", err)
 	}
 }

@@ -2,33 +2,18 @@ package ec2sim_test
 
 import (
 	"encoding/json"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/monagent/monagent/internal/awssim/simtest"
 )
 
-// awsCLI runs the AWS CLI v2 against the simulator and decodes its JSON.
+// awsCLI runs "aws ec2" against the simulator and decodes its JSON.
 func awsCLI(t *testing.T, url string, out any, args ...string) {
 	t.Helper()
-	cmd := exec.Command("/usr/bin/aws", append([]string{"--endpoint-url", url, "--output", "json", "ec2"}, args...)...)
-	cmd.Env = []string{
-		"HOME=" + t.TempDir(),
-		"PATH=/usr/bin:/bin",
-		"AWS_ACCESS_KEY_ID=x",
-		"AWS_SECRET_ACCESS_KEY=x",
-		"AWS_DEFAULT_REGION=eu-west-1",
-		"AWS_CONFIG_FILE=/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_PAGER=",
-	}
-	b, err := cmd.Output()
+	b, err := simtest.AWSCLI(t, url, append([]string{"--output", "json", "ec2"}, args...)...)
 	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("aws ec2 %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		t.Fatal(err)
 	}
 	if out == nil {
 		return
@@ -98,12 +83,9 @@ func TestAWSCLI(t *testing.T) {
 func TestAWSCLIError(t *testing.T) {
 	t.Parallel()
 	e := start(t, "")
-	cmd := exec.Command("/usr/bin/aws", "--endpoint-url", e.url, "ec2", "describe-volumes", "--volume-ids", "vol-0000000000000000f")
-	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin", "AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=x",
-		"AWS_DEFAULT_REGION=eu-west-1", "AWS_CONFIG_FILE=/dev/null", "AWS_PAGER="}
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "(InvalidVolume.NotFound)") ||
-		!strings.Contains(string(out), "The volume 'vol-0000000000000000f' does not exist.") {
+	out, err := simtest.AWSCLI(t, e.url, "ec2", "describe-volumes", "--volume-ids", "vol-0000000000000000f")
+	if err == nil || !strings.Contains(err.Error(), "(InvalidVolume.NotFound)") ||
+		!strings.Contains(err.Error(), "The volume 'vol-0000000000000000f' does not exist.") {
 		t.Errorf("aws ec2 describe-volumes of a missing volume: %v\n%s", err, out)
 	}
 }

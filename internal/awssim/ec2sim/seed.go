@@ -1,10 +1,8 @@
 package ec2sim
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -45,7 +43,7 @@ type seedVolume struct {
 // the same id; other volumes stay.
 func (s *Service) Seed(node *yaml.Node) error {
 	var doc seedDoc
-	if err := decodeStrict(node, &doc); err != nil {
+	if err := simapi.DecodeStrict(node, &doc); err != nil {
 		return fmt.Errorf("ec2: %w", err)
 	}
 	for _, in := range doc.Instances {
@@ -200,19 +198,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// decodeStrict decodes node into v, rejecting keys v does not have, so a
-// misspelt scenario key is an error rather than silently ignored.
-func decodeStrict(node *yaml.Node, v any) error {
-	b, err := yaml.Marshal(node)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"time"
+
+	"github.com/monagent/monagent/internal/atomicfile"
 )
 
 // Volume states and attachment states, as EC2 spells them.
@@ -107,31 +109,15 @@ func (s *Service) load() error {
 	return nil
 }
 
-// save writes the volumes atomically: a reader (or a crash) sees the old
-// file or the new one, never half of one. Callers hold s.mu.
+// save writes the volumes atomically (see package atomicfile). Callers hold
+// s.mu.
 func (s *Service) save() error {
 	st := stateFile{Volumes: s.sortedVolumes()}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	tmp, err := os.CreateTemp(s.dataDir, ".ec2-state-*.json")
-	if err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op once renamed
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.statePath()); err != nil {
+	if err := atomicfile.WriteFile(s.statePath(), b, 0o600); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	return nil

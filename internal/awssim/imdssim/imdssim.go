@@ -22,13 +22,10 @@
 package imdssim
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -101,7 +98,7 @@ func (s *Service) Close() error { return nil }
 // Seed applies the scenario section: a flag and identity overrides.
 func (s *Service) Seed(node *yaml.Node) error {
 	var in Config
-	if err := decodeStrict(node, &in); err != nil {
+	if err := simapi.DecodeStrict(node, &in); err != nil {
 		return fmt.Errorf("imds: %w", err)
 	}
 	s.mu.Lock()
@@ -127,21 +124,6 @@ func override(dst *string, v string) {
 	if v != "" {
 		*dst = v
 	}
-}
-
-// decodeStrict decodes node into v, rejecting keys v does not have, so a
-// misspelt scenario key is an error rather than silently ignored.
-func decodeStrict(node *yaml.Node, v any) error {
-	b, err := yaml.Marshal(node)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
 }
 
 // Operation implements simapi.Service.

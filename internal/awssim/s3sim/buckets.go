@@ -85,7 +85,7 @@ func (s *Service) addBucket(name string) *simapi.APIError {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return internalError(err)
 	}
-	if err := s.writeJSON(filepath.Join(dir, bucketMeta), b); err != nil {
+	if err := writeJSON(filepath.Join(dir, bucketMeta), b); err != nil {
 		return internalError(err)
 	}
 	s.buckets[name] = b

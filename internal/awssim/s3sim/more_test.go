@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/monagent/monagent/internal/awssim/simtest"
 )
 
 // TestVirtualHosted addresses the bucket in the Host, as the SDK does by
@@ -317,28 +317,12 @@ func TestConcurrentClients(t *testing.T) {
 	}
 }
 
-// awsCLI is the AWS CLI v2; an older v1 may come first on PATH.
-const awsCLI = "/usr/bin/aws"
-
+// cli runs the AWS CLI against the rig and returns its stdout.
 func (r *rig) cli(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(awsCLI, append([]string{"--endpoint-url", r.url}, args...)...)
-	cmd.Env = []string{
-		"PATH=/usr/bin:/bin",
-		"HOME=" + t.TempDir(),
-		"AWS_ACCESS_KEY_ID=x",
-		"AWS_SECRET_ACCESS_KEY=x",
-		"AWS_DEFAULT_REGION=eu-west-1",
-		"AWS_CONFIG_FILE=/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_PAGER=",
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := simtest.AWSCLI(t, r.url, args...)
 	if err != nil {
-		t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+		t.Fatal(err)
 	}
 	return string(out)
 }

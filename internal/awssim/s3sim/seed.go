@@ -1,7 +1,6 @@
 package s3sim
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/monagent/monagent/internal/awssim/simapi"
 	"gopkg.in/yaml.v3"
 )
 
@@ -44,7 +44,7 @@ type seedSection struct {
 // relative to path with "/" separators.
 func (s *Service) Seed(section *yaml.Node) error {
 	var sec seedSection
-	if err := decodeStrict(section, &sec); err != nil {
+	if err := simapi.DecodeStrict(section, &sec); err != nil {
 		return fmt.Errorf("s3: %w", err)
 	}
 	for _, b := range sec.Buckets {
@@ -127,19 +127,4 @@ func typeByName(key string) string {
 		return t
 	}
 	return "binary/octet-stream"
-}
-
-// decodeStrict decodes a YAML node rejecting unknown keys, so that a typo
-// in a scenario fails loudly instead of seeding nothing.
-func decodeStrict(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/monagent/monagent/internal/atomicfile"
 )
 
 // On disk, under <dataDir>/buckets/<bucket>/, a key's "/"-separated
@@ -149,25 +151,14 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// writeJSON writes v to path atomically.
-func (s *Service) writeJSON(path string, v any) error {
+// writeJSON writes v to path atomically (see package atomicfile), mode 0600
+// as the objects' bytes.
+func writeJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.tmpDir(), "meta-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 // spooled is a body received into a temporary file.
@@ -207,7 +198,7 @@ func (s *Service) commitLocked(b *bucket, o *object, sp *spooled) error {
 	if err := os.Rename(sp.path, data); err != nil {
 		return err
 	}
-	if err := s.writeJSON(meta, o); err != nil {
+	if err := writeJSON(meta, o); err != nil {
 		return err
 	}
 	b.objects[o.Key] = o

@@ -3,8 +3,12 @@
 package simtest
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/http/httptest"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -53,4 +57,34 @@ func (s *Sim) Config() aws.Config {
 			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test", Source: "simtest"}, nil
 		}),
 	}
+}
+
+// AWSCLIPath is the AWS CLI v2; an older v1 may come first on PATH.
+const AWSCLIPath = "/usr/bin/aws"
+
+// AWSCLI runs the AWS CLI against the simulator at endpoint and returns its
+// standard output; a failure's error holds the CLI's standard error. The
+// CLI gets dummy credentials and Identity's region and no configuration or
+// credentials of the user running the tests, no instance metadata and no
+// pager, so that what it sends depends only on args.
+func AWSCLI(t testing.TB, endpoint string, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(AWSCLIPath, append([]string{"--endpoint-url", endpoint}, args...)...)
+	cmd.Env = []string{
+		"PATH=/usr/bin:/bin",
+		"HOME=" + t.TempDir(),
+		"AWS_ACCESS_KEY_ID=x",
+		"AWS_SECRET_ACCESS_KEY=x",
+		"AWS_DEFAULT_REGION=" + Identity().Region,
+		"AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_PAGER=",
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), fmt.Errorf("aws %s: %w\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return stdout.Bytes(), nil
 }

@@ -1,11 +1,9 @@
 package ssmsim_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,31 +11,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/monagent/monagent/internal/awssim/simtest"
 )
-
-// awsCLI is the AWS CLI v2; an older v1 may come first on PATH.
-const awsCLI = "/usr/bin/aws"
 
 // cli runs the AWS CLI against the rig and returns its stdout.
 func (r *rig) cli(t *testing.T, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(awsCLI, append([]string{"--endpoint-url", r.url, "--output", "json"}, args...)...)
-	cmd.Env = []string{
-		"PATH=/usr/bin:/bin",
-		"HOME=" + t.TempDir(),
-		"AWS_ACCESS_KEY_ID=x",
-		"AWS_SECRET_ACCESS_KEY=x",
-		"AWS_DEFAULT_REGION=eu-west-1",
-		"AWS_CONFIG_FILE=/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_PAGER=",
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := simtest.AWSCLI(t, r.url, append([]string{"--output", "json"}, args...)...)
 	if err != nil {
-		t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+		t.Fatal(err)
 	}
 	return out
 }

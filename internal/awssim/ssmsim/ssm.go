@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -54,6 +55,9 @@ type parameter struct {
 func New(id simapi.Identity, dataDir string) (*Service, error) {
 	if dataDir == "" {
 		return nil, errors.New("ssmsim: empty data directory")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("ssmsim: %w", err)
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {

@@ -1,17 +1,16 @@
 package ssmsim
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/monagent/monagent/internal/atomicfile"
+	"github.com/monagent/monagent/internal/awssim/simapi"
 	"gopkg.in/yaml.v3"
 )
 
@@ -68,31 +67,7 @@ func (s *Service) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("encode parameters: %w", err)
 	}
-	return writeFileAtomic(s.file, b)
-}
-
-func writeFileAtomic(name string, data []byte) error {
-	dir := filepath.Dir(name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("save parameters: %w", err)
-	}
-	f, err := os.CreateTemp(dir, ".parameters-*.tmp") // CreateTemp makes it 0600
-	if err != nil {
-		return fmt.Errorf("save parameters: %w", err)
-	}
-	defer os.Remove(f.Name()) // a no-op once renamed
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("save parameters: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save parameters: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save parameters: %w", err)
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
+	if err := atomicfile.WriteFile(s.file, b, 0o600); err != nil {
 		return fmt.Errorf("save parameters: %w", err)
 	}
 	return nil
@@ -117,7 +92,7 @@ type seedParameter struct {
 //	  - {name: /p/db/password, value: s3cret, type: SecureString}
 func (s *Service) Seed(section *yaml.Node) error {
 	var sec seedSection
-	if err := decodeStrict(section, &sec); err != nil {
+	if err := simapi.DecodeStrict(section, &sec); err != nil {
 		return fmt.Errorf("ssm: %w", err)
 	}
 	for i, sp := range sec.Parameters {
@@ -131,21 +106,6 @@ func (s *Service) Seed(section *yaml.Node) error {
 		if _, aerr := s.putParameter(in); aerr != nil {
 			return fmt.Errorf("ssm: parameters[%d] (%s): %w", i, sp.Name, aerr)
 		}
-	}
-	return nil
-}
-
-// decodeStrict decodes a YAML node rejecting unknown keys, so that a typo
-// in a scenario fails loudly instead of seeding nothing.
-func decodeStrict(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
 	}
 	return nil
 }
