@@ -191,8 +191,6 @@ func TestMultipartUpload(t *testing.T) {
 	}
 }
 
-const seedStack = "/work/shared/fixtures/seed-stack"
-
 // localFiles lists dir's regular files as slash-separated relative paths.
 func localFiles(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
@@ -218,6 +216,7 @@ func localFiles(t *testing.T, dir string) map[string][]byte {
 func TestSeed(t *testing.T) {
 	r := newRig(t)
 	r.mkBucket(t, "existing")
+	seedStack := simtest.SeedStack(t)
 	err := r.sim.ApplyScenario([]byte(`
 s3:
   buckets:
@@ -329,6 +328,7 @@ func (r *rig) cli(t *testing.T, args ...string) string {
 
 func TestCLI(t *testing.T) {
 	r := newRig(t)
+	seedStack := simtest.SeedStack(t)
 	r.cli(t, "s3", "mb", "s3://clibucket")
 	r.cli(t, "s3", "cp", "--recursive", "--only-show-errors", seedStack, "s3://clibucket/scripts/")
 	want := localFiles(t, seedStack)

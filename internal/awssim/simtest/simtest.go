@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -87,4 +89,29 @@ func AWSCLI(t testing.TB, endpoint string, args ...string) ([]byte, error) {
 		return stdout.Bytes(), fmt.Errorf("aws %s: %w\n%s", strings.Join(args, " "), err, stderr.Bytes())
 	}
 	return stdout.Bytes(), nil
+}
+
+// SeedStack is the stack bundle fixture: shared/fixtures/seed-stack beside
+// the repository, wherever the checkout lives.
+func SeedStack(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "..", "shared", "fixtures", "seed-stack")
+	if _, err := os.Stat(filepath.Join(p, "docker-compose.yml")); err != nil {
+		t.Fatalf("seed-stack fixture not found beside the repository: %v", err)
+	}
+	return p
 }
