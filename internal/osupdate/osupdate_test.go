@@ -1,0 +1,79 @@
+package osupdate
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/monagent/monagent/internal/command"
+)
+
+// fakeManagers puts stand-ins for the package managers on PATH: a real
+// upgrade of the test machine is not something a test may do. Each records
+// its argv.
+func fakeManagers(t *testing.T, names ...string) (log string) {
+	t.Helper()
+	dir := t.TempDir()
+	log = filepath.Join(dir, "calls")
+	for _, n := range names {
+		script := "#!/bin/sh\necho \"$0 $*\" >>" + log + "\n"
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir) // nothing else: the real managers must never run
+	return log
+}
+
+func TestStep(t *testing.T) {
+	tests := []struct {
+		name     string
+		enabled  bool
+		managers []string
+		want     []string // lines of argv, program base names
+		wantErr  string
+	}{
+		{"off: nothing runs", false, []string{"dnf", "apt-get"}, nil, ""},
+		{"dnf first, as on Amazon Linux", true, []string{"dnf", "apt-get"}, []string{"dnf update -y"}, ""},
+		{"apt on Debian", true, []string{"apt-get"}, []string{"apt-get update", "apt-get -y -o Dpkg::Options::=--force-confold upgrade"}, ""},
+		{"no package manager", true, nil, nil, "neither dnf nor apt-get"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := fakeManagers(t, tt.managers...)
+			s := &Step{Enabled: tt.enabled, Run: command.Runner{}}
+			ctx := context.Background()
+			err := s.Apply(ctx)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(log)
+			var got []string
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				if l != "" {
+					got = append(got, filepath.Base(strings.Fields(l)[0])+strings.TrimPrefix(l, strings.Fields(l)[0]))
+				}
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Fatalf("ran %q, want %q", got, tt.want)
+			}
+			if ok, _ := s.Check(ctx); !ok {
+				t.Fatal("not converged after Apply")
+			}
+			// The memo carries "done" to the next run: no second upgrade.
+			next := &Step{Enabled: tt.enabled}
+			next.Restore(s.Memo())
+			if ok, _ := next.Check(ctx); !ok {
+				t.Fatal("next run would update again")
+			}
+		})
+	}
+}
