@@ -14,8 +14,16 @@ CGO_ENABLED=0 go build -trimpath -o bin/monagent ./cmd/monagent
 CGO_ENABLED=0 go build -trimpath -o bin/awssim ./cmd/awssim
 rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR/root/etc" "$DEMO_DIR/sim"
 printf '# demo host fstab\nproc /proc proc defaults 0 0\n' >"$DEMO_DIR/root/etc/fstab"
-sed "s#@FIXTURES@#$(cd ../shared/fixtures/seed-stack 2>/dev/null && pwd || echo /nonexistent)#" \
-	scripts/demo-scenario.yaml >"$DEMO_DIR/scenario.yaml"
+# The stack bundle is served from the scripts bucket when the fixture sits
+# beside the checkout; without it the bucket is simply empty (no step of this
+# version reads it).
+fixtures=$(cd ../shared/fixtures/seed-stack 2>/dev/null && pwd || true)
+if [ -n "$fixtures" ]; then
+	sed "s#@FIXTURES@#$fixtures#" scripts/demo-scenario.yaml >"$DEMO_DIR/scenario.yaml"
+else
+	echo "demo: no ../shared/fixtures/seed-stack beside the checkout: the scripts bucket stays empty"
+	sed '/dirs:/,$d' scripts/demo-scenario.yaml >"$DEMO_DIR/scenario.yaml"
+fi
 
 ./bin/awssim --addr "127.0.0.1:$PORT" --data "$DEMO_DIR/sim" --root "$DEMO_DIR/root" \
 	--scenario "$DEMO_DIR/scenario.yaml" >"$DEMO_DIR/awssim.log" 2>&1 &

@@ -103,18 +103,7 @@ func (s *Service) Name() string { return "cloudformation" }
 
 // Operation reads the Query-protocol Action.
 func (s *Service) Operation(r *http.Request) (string, *simapi.APIError) {
-	form, aerr := simapi.ParseQuery(r)
-	if aerr != nil {
-		return "", aerr
-	}
-	action := form.Get("Action")
-	if action == "" {
-		return "", simapi.Errorf(http.StatusBadRequest, "MissingAction", "The request must contain the parameter Action")
-	}
-	if _, ok := handlers[action]; !ok {
-		return action, simapi.InvalidAction(action)
-	}
-	return action, nil
+	return simapi.QueryAction(r, func(a string) bool { _, ok := handlers[a]; return ok })
 }
 
 // handler answers one action with the value for its <ActionResult>

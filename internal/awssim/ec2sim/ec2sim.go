@@ -345,18 +345,8 @@ func (s *Service) sortedVolumes() []*volume {
 
 // Operation implements simapi.Service: the Query protocol's Action.
 func (s *Service) Operation(r *http.Request) (string, *simapi.APIError) {
-	form, aerr := simapi.ParseQuery(r)
-	if aerr != nil {
-		return "", aerr
-	}
-	action := form.Get("Action")
-	if action == "" {
-		return "", simapi.Errorf(http.StatusBadRequest, "MissingAction", "The request must contain the parameter Action")
-	}
-	if _, ok := s.handlers()[action]; !ok {
-		return action, simapi.InvalidAction(action)
-	}
-	return action, nil
+	known := s.handlers()
+	return simapi.QueryAction(r, func(a string) bool { _, ok := known[a]; return ok })
 }
 
 type handler func(form url.Values) (any, *simapi.APIError)

@@ -1,7 +1,6 @@
 package s3sim
 
 import (
-	"encoding/base64"
 	"encoding/xml"
 	"net/http"
 	"net/url"
@@ -56,21 +55,6 @@ func invalidArgument(format string, args ...any) *simapi.APIError {
 	return simapi.Errorf(http.StatusBadRequest, "InvalidArgument", format, args...)
 }
 
-// Continuation tokens carry the last entry returned.
-const tokenPrefix = "awssim1:"
-
-func encodeToken(last string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + last))
-}
-
-func decodeToken(tok string) (string, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return "", false
-	}
-	return strings.CutPrefix(string(b), tokenPrefix)
-}
-
 // listObjects answers ListObjectsV2, or with v2 false the original
 // ListObjects with its markers.
 func (s *Service) listObjects(w http.ResponseWriter, r *http.Request, bucketName string, v2 bool) *simapi.APIError {
@@ -91,7 +75,7 @@ func (s *Service) listObjects(w http.ResponseWriter, r *http.Request, bucketName
 	if v2 {
 		lq.startAfter = q.Get("start-after")
 		if tok := q.Get("continuation-token"); tok != "" {
-			after, ok := decodeToken(tok)
+			after, ok := simapi.DecodeToken(tok)
 			if !ok {
 				return invalidArgument("The continuation token provided is incorrect")
 			}
@@ -135,7 +119,7 @@ func (s *Service) listObjects(w http.ResponseWriter, r *http.Request, bucketName
 		out.KeyCount = &count
 		out.StartAfter = esc(lq.startAfter)
 		if truncated && last != "" {
-			out.NextContinuationToken = encodeToken(last)
+			out.NextContinuationToken = simapi.EncodeToken(last)
 		}
 	case truncated && lq.delimiter != "":
 		// Without a delimiter clients continue from the last key themselves.

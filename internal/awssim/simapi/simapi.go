@@ -4,6 +4,7 @@
 package simapi
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -193,3 +194,40 @@ func (d *Duration) UnmarshalText(b []byte) error {
 }
 
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// QueryAction reads the Action of a Query-protocol request (EC2,
+// CloudFormation). known tells whether the service implements it; an
+// unknown action is still returned, so the call log names it.
+func QueryAction(r *http.Request, known func(string) bool) (string, *APIError) {
+	form, aerr := ParseQuery(r)
+	if aerr != nil {
+		return "", aerr
+	}
+	action := form.Get("Action")
+	if action == "" {
+		return "", Errorf(http.StatusBadRequest, "MissingAction", "The request must contain the parameter Action")
+	}
+	if !known(action) {
+		return action, InvalidAction(action)
+	}
+	return action, nil
+}
+
+// tokenPrefix marks pagination tokens so that a client never mistakes one
+// for a name.
+const tokenPrefix = "awssim1:"
+
+// EncodeToken makes a pagination token that carries the last entry returned.
+func EncodeToken(last string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + last))
+}
+
+// DecodeToken returns the last entry a token carries; false for a token
+// awssim did not make.
+func DecodeToken(tok string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return "", false
+	}
+	return strings.CutPrefix(string(b), tokenPrefix)
+}

@@ -300,7 +300,7 @@ func (s *Service) getParametersByPath(body []byte) (any, *simapi.APIError) {
 	after := ""
 	if in.NextToken != nil {
 		var ok bool
-		if after, ok = decodeToken(*in.NextToken); !ok {
+		if after, ok = simapi.DecodeToken(*in.NextToken); !ok {
 			return nil, simapi.Errorf(http.StatusBadRequest, "InvalidNextToken", "The specified token is not valid.")
 		}
 	}
@@ -313,7 +313,7 @@ func (s *Service) getParametersByPath(body []byte) (any, *simapi.APIError) {
 	}{Parameters: []wireParameter{}}
 	for i, name := range names {
 		if i == limit {
-			out.NextToken = encodeToken(names[i-1])
+			out.NextToken = simapi.EncodeToken(names[i-1])
 			break
 		}
 		out.Parameters = append(out.Parameters, s.wire(s.params[name], in.WithDecryption))
@@ -326,22 +326,6 @@ func rangeConstraint(n int) string {
 		return "Member must have value greater than or equal to 1"
 	}
 	return "Member must have value less than or equal to 10"
-}
-
-// Tokens carry the last name returned; a base64 prefix keeps clients from
-// mistaking them for names.
-const tokenPrefix = "awssim1:"
-
-func encodeToken(last string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + last))
-}
-
-func decodeToken(tok string) (string, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return "", false
-	}
-	return strings.CutPrefix(string(b), tokenPrefix)
 }
 
 func (s *Service) putParameter(body []byte) (any, *simapi.APIError) {
