@@ -21,13 +21,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/monagent/monagent/internal/awssim"
-	"github.com/monagent/monagent/internal/awssim/cfnsim"
-	"github.com/monagent/monagent/internal/awssim/ec2sim"
-	"github.com/monagent/monagent/internal/awssim/imdssim"
-	"github.com/monagent/monagent/internal/awssim/s3sim"
-	"github.com/monagent/monagent/internal/awssim/simapi"
-	"github.com/monagent/monagent/internal/awssim/ssmsim"
+	"github.com/monagent/monagent/rig/awssim"
+	"github.com/monagent/monagent/rig/awssim/cfnsim"
+	"github.com/monagent/monagent/rig/awssim/ec2sim"
+	"github.com/monagent/monagent/rig/awssim/imdssim"
+	"github.com/monagent/monagent/rig/awssim/s3sim"
+	"github.com/monagent/monagent/rig/awssim/simapi"
+	"github.com/monagent/monagent/rig/awssim/ssmsim"
 )
 
 func main() {

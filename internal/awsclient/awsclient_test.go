@@ -11,9 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/monagent/monagent/internal/awsclient"
-	"github.com/monagent/monagent/internal/awssim/simapi"
-	"github.com/monagent/monagent/internal/awssim/simtest"
-	"github.com/monagent/monagent/internal/awssim/ssmsim"
+	"github.com/monagent/monagent/rig/awssim/simapi"
+	"github.com/monagent/monagent/rig/awssim/simtest"
+	"github.com/monagent/monagent/rig/awssim/ssmsim"
 )
 
 func ssmSim(t *testing.T) *simtest.Sim {

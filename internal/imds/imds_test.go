@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/monagent/monagent/internal/awssim/imdssim"
-	"github.com/monagent/monagent/internal/awssim/simtest"
+	"github.com/monagent/monagent/rig/awssim/imdssim"
+	"github.com/monagent/monagent/rig/awssim/simtest"
 	"github.com/monagent/monagent/internal/imds"
 )
 
