@@ -244,18 +244,21 @@ func (s *Service) authorize(r *http.Request) *simapi.APIError {
 }
 
 // lookup answers a path under /latest/: a leaf's value, or for a directory
-// (trailing slash) its entries, one a line, subdirectories with a slash.
+// its entries, one a line, subdirectories with a slash. Real IMDS lists a
+// directory whether or not the path ends in a slash.
 func (s *Service) lookup(p string) (string, bool) {
 	tree := s.tree()
 	if v, ok := tree[p]; ok {
 		return v, true
 	}
-	if !strings.HasSuffix(p, "/") {
-		return "", false
-	}
+	return listDir(tree, strings.TrimSuffix(p, "/")+"/")
+}
+
+// listDir lists the entries of directory dir (ending in "/") of tree.
+func listDir(tree map[string]string, dir string) (string, bool) {
 	seen := map[string]bool{}
 	for k := range tree {
-		rest, ok := strings.CutPrefix(k, p)
+		rest, ok := strings.CutPrefix(k, dir)
 		if !ok || rest == "" {
 			continue
 		}

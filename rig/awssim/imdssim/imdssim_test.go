@@ -103,6 +103,46 @@ func TestSDKReadsMetadata(t *testing.T) {
 	}
 }
 
+// TestDirectoryListing reads directories as real IMDS serves them: listed
+// with or without the trailing slash.
+func TestDirectoryListing(t *testing.T) {
+	_, url := start(t, "imds:\n  role: monitoring-role\n")
+	root := "ami-id\nhostname\niam/\ninstance-id\ninstance-type\nlocal-hostname\nlocal-ipv4\nplacement/"
+	tests := []struct {
+		path string // under /latest/
+		want string // "" for 404
+	}{
+		{"meta-data/placement", "availability-zone\nregion"},
+		{"meta-data/placement/", "availability-zone\nregion"},
+		{"meta-data", root},
+		{"meta-data/", root},
+		{"meta-data/iam", "info\nsecurity-credentials/"},
+		{"meta-data/iam/security-credentials", "monitoring-role"},
+		{"dynamic", "instance-identity/"},
+		{"dynamic/instance-identity", "document"},
+		{"meta-data/placement/region", testID.Region},
+		{"meta-data/no-such-dir", ""},
+		{"meta-data/no-such-dir/", ""},
+	}
+	hdr := map[string]string{"X-aws-ec2-metadata-token": token(t, url, "60")}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			code, body := do(t, http.MethodGet, url+"/latest/"+tt.path, hdr)
+			switch {
+			case tt.want == "" && code != http.StatusNotFound:
+				t.Errorf("GET: %d %q, want 404", code, body)
+			case tt.want != "" && (code != http.StatusOK || body != tt.want):
+				t.Errorf("GET: %d %q, want 200 %q", code, body, tt.want)
+			}
+		})
+	}
+	// The SDK asks for a directory by the path it is given, slash or not.
+	got, err := getMeta(t, strictClient(url), "placement")
+	if err != nil || got != "availability-zone\nregion" {
+		t.Errorf("SDK GetMetadata(placement) = %q, %v", got, err)
+	}
+}
+
 func hasStatus(err error, code int) bool {
 	var se interface{ HTTPStatusCode() int }
 	return errors.As(err, &se) && se.HTTPStatusCode() == code
