@@ -80,7 +80,7 @@ func (s *Service) addBucket(name string) *simapi.APIError {
 		return simapi.Errorf(http.StatusConflict, "BucketAlreadyOwnedByYou",
 			"Your previous request to create the named bucket succeeded and you already own it.")
 	}
-	b := &bucket{Name: name, Created: time.Now().UTC().Truncate(time.Millisecond), objects: map[string]*object{}}
+	b := &bucket{Name: name, Created: now(), objects: map[string]*object{}}
 	dir := s.bucketDir(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return internalError(err)

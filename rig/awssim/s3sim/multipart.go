@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/monagent/monagent/rig/awssim/simapi"
 )
@@ -200,6 +199,7 @@ func checkParts(u *upload, parts []completedPart) ([]int, *simapi.APIError) {
 func (s *Service) assemble(u *upload, chosen []int) (*object, *spooled, error) {
 	readers := make([]io.Reader, 0, len(chosen))
 	sums := make([][]byte, 0, len(chosen))
+	sizes := make([]int64, 0, len(chosen))
 	for _, n := range chosen {
 		f, err := os.Open(filepath.Join(s.uploadsDir(), u.id, strconv.Itoa(n)))
 		if err != nil {
@@ -208,14 +208,15 @@ func (s *Service) assemble(u *upload, chosen []int) (*object, *spooled, error) {
 		defer f.Close()
 		readers = append(readers, f)
 		sums = append(sums, u.parts[n].md5)
+		sizes = append(sizes, u.parts[n].size)
 	}
 	sp, err := s.spool(io.MultiReader(readers...))
 	if err != nil {
 		return nil, nil, err
 	}
 	o := u.proto
-	o.Key, o.Size, o.ETag = u.key, sp.size, multipartETag(sums)
-	o.LastModified = time.Now().UTC().Truncate(time.Millisecond)
+	o.Key, o.Size, o.ETag, o.Parts = u.key, sp.size, multipartETag(sums), sizes
+	o.LastModified = now()
 	return &o, sp, nil
 }
 

@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/monagent/monagent/rig/awssim/simapi"
 )
@@ -141,7 +140,7 @@ func (s *Service) putObject(w http.ResponseWriter, r *http.Request, t target) *s
 		ETag:            etagOf(sp.md5),
 		ContentType:     contentType(r.Header),
 		ContentEncoding: storedEncoding(r.Header.Get("Content-Encoding")),
-		LastModified:    time.Now().UTC().Truncate(time.Millisecond),
+		LastModified:    now(),
 		Metadata:        userMetadata(r.Header),
 		Checksums:       sums,
 	}
@@ -195,8 +194,13 @@ func (s *Service) open(t target) (*object, *os.File, *simapi.APIError) {
 	return &c, f, nil
 }
 
-// getObject answers GetObject and HeadObject.
+// getObject answers GetObject and HeadObject: the whole object, one Range
+// or one part (partNumber).
 func (s *Service) getObject(w http.ResponseWriter, r *http.Request, t target) *simapi.APIError {
+	part, aerr := partNumberOf(r)
+	if aerr != nil {
+		return aerr
+	}
 	o, f, aerr := s.open(t)
 	if aerr != nil {
 		return aerr
@@ -211,22 +215,20 @@ func (s *Service) getObject(w http.ResponseWriter, r *http.Request, t target) *s
 		}
 		return aerr
 	}
-	start, n, partial, aerr := parseRange(r.Header.Get("Range"), o.Size)
+	sp, aerr := selectSpan(r, o, part)
 	if aerr != nil {
 		return aerr
 	}
-	h.Set("Content-Type", o.ContentType)
-	h.Set("Content-Length", strconv.FormatInt(n, 10))
-	h.Set("Accept-Ranges", "bytes")
-	if o.ContentEncoding != "" {
-		h.Set("Content-Encoding", o.ContentEncoding)
-	}
-	for k, v := range o.Metadata {
-		h.Set("x-amz-meta-"+k, v)
+	writeObjectHeaders(h, o)
+	h.Set("Content-Length", strconv.FormatInt(sp.n, 10))
+	if sp.partsCount > 0 {
+		h.Set("x-amz-mp-parts-count", strconv.Itoa(sp.partsCount))
 	}
 	status := http.StatusOK
-	if partial {
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+n-1, o.Size))
+	if sp.partial {
+		if sp.n > 0 {
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", sp.start, sp.start+sp.n-1, o.Size))
+		}
 		status = http.StatusPartialContent
 	} else if strings.EqualFold(r.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") {
 		for k, v := range o.Checksums {
@@ -237,8 +239,72 @@ func (s *Service) getObject(w http.ResponseWriter, r *http.Request, t target) *s
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	_, _ = io.Copy(w, io.NewSectionReader(f, start, n)) // the client left; nothing to tell it
+	_, _ = io.Copy(w, io.NewSectionReader(f, sp.start, sp.n)) // the client left; nothing to tell it
 	return nil
+}
+
+// writeObjectHeaders sets the headers every read of o carries.
+func writeObjectHeaders(h http.Header, o *object) {
+	h.Set("Content-Type", o.ContentType)
+	h.Set("Accept-Ranges", "bytes")
+	if o.ContentEncoding != "" {
+		h.Set("Content-Encoding", o.ContentEncoding)
+	}
+	for k, v := range o.Metadata {
+		h.Set("x-amz-meta-"+k, v)
+	}
+}
+
+// span is the bytes of an object a read answers with.
+type span struct {
+	start, n   int64
+	partial    bool // 206, with Content-Range
+	partsCount int  // x-amz-mp-parts-count; 0 leaves it out
+}
+
+// selectSpan picks what a read returns: part number part (if not 0), else
+// the Range header's bytes, else the whole object.
+func selectSpan(r *http.Request, o *object, part int) (span, *simapi.APIError) {
+	if part > 0 {
+		return partSpan(o, part)
+	}
+	start, n, partial, aerr := parseRange(r.Header.Get("Range"), o.Size)
+	return span{start: start, n: n, partial: partial}, aerr
+}
+
+// partNumberOf reads the partNumber query parameter, 0 if absent, checking
+// it as S3 does before it looks at the object: with a Range header it is
+// refused whatever its value.
+func partNumberOf(r *http.Request) (int, *simapi.APIError) {
+	q := r.URL.Query()
+	if !q.Has("partNumber") {
+		return 0, nil
+	}
+	if r.Header.Get("Range") != "" {
+		return 0, simapi.Errorf(http.StatusBadRequest, "InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+	}
+	n, err := strconv.Atoi(q.Get("partNumber"))
+	if err != nil || n < 1 || n > maxParts {
+		return 0, invalidArgument("Part number must be an integer between 1 and %d, inclusive", maxParts)
+	}
+	return n, nil
+}
+
+// partSpan is part n of o. An object stored in one piece has one part, the
+// whole object; S3 then answers 206 without a parts count.
+func partSpan(o *object, n int) (span, *simapi.APIError) {
+	sizes := o.Parts
+	if sizes == nil {
+		sizes = []int64{o.Size}
+	}
+	if n > len(sizes) {
+		return span{}, simapi.Errorf(http.StatusRequestedRangeNotSatisfiable, "InvalidPartNumber", "The requested partnumber is not satisfiable")
+	}
+	var start int64
+	for _, size := range sizes[:n-1] {
+		start += size
+	}
+	return span{start: start, n: sizes[n-1], partial: true, partsCount: len(o.Parts)}, nil
 }
 
 // preconditions applies If-Match and If-None-Match: a status to answer

@@ -10,7 +10,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/monagent/monagent/rig/awssim/simapi"
 	"gopkg.in/yaml.v3"
@@ -114,7 +113,7 @@ func (s *Service) seedObject(bucketName, key, contentType string, body io.Reader
 	}
 	o := &object{
 		Key: key, Size: sp.size, ETag: etagOf(sp.md5), ContentType: contentType,
-		LastModified: time.Now().UTC().Truncate(time.Millisecond),
+		LastModified: now(),
 	}
 	if aerr := s.commit(bucketName, o, sp); aerr != nil {
 		return aerr

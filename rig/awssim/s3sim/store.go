@@ -40,7 +40,16 @@ type object struct {
 	LastModified    time.Time         `json:"last_modified"`
 	Metadata        map[string]string `json:"metadata,omitempty"`  // x-amz-meta-* without the prefix
 	Checksums       map[string]string `json:"checksums,omitempty"` // x-amz-checksum-* header -> value
+	// Parts are the sizes of a multipart object's parts, in order; nil for
+	// an object stored in one piece.
+	Parts []int64 `json:"parts,omitempty"`
 }
+
+// now is the time S3 records for a new object or bucket: S3 keeps whole
+// seconds, in listings as in Last-Modified, and clients such as
+// "aws s3 sync --exact-timestamps" compare them with file times that have
+// no fraction.
+func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
 const bucketMeta = "@bucket.json"
 
@@ -119,6 +128,7 @@ func (s *Service) loadBucket(name string) (*bucket, error) {
 		return nil, err
 	}
 	b.Name = name
+	b.Created = b.Created.Truncate(time.Second)
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, "@meta.json") {
 			return err
@@ -131,6 +141,7 @@ func (s *Service) loadBucket(name string) (*bucket, error) {
 		if _, meta := objectPaths(dir, o.Key); meta != path {
 			return fmt.Errorf("%s: holds key %q, which belongs elsewhere", path, o.Key)
 		}
+		o.LastModified = o.LastModified.Truncate(time.Second) // stored by an older awssim
 		b.objects[o.Key] = &o
 		return nil
 	})
