@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,20 +34,24 @@ type Service struct {
 	// without decryption; random so that it reveals nothing of the value.
 	cipherKey []byte
 
-	mu     sync.Mutex
-	params map[string]*parameter
+	mu sync.Mutex
+	// params holds each parameter's versions, oldest first; the last is
+	// the current one. A name is present only with at least one version.
+	params map[string][]*parameter
 }
 
-// parameter is one stored parameter, as persisted.
+// parameter is one version of a parameter, as persisted.
 type parameter struct {
-	Name         string    `json:"name"`
-	Type         string    `json:"type"`
-	Value        string    `json:"value"`
-	KeyID        string    `json:"key_id,omitempty"`
-	Description  string    `json:"description,omitempty"`
-	Tier         string    `json:"tier"`
-	Version      int64     `json:"version"`
-	LastModified time.Time `json:"last_modified"`
+	Name           string    `json:"name"`
+	Type           string    `json:"type"`
+	Value          string    `json:"value"`
+	KeyID          string    `json:"key_id,omitempty"`
+	Description    string    `json:"description,omitempty"`
+	AllowedPattern string    `json:"allowed_pattern,omitempty"`
+	Tier           string    `json:"tier"`
+	Version        int64     `json:"version"`
+	Labels         []string  `json:"labels,omitempty"`
+	LastModified   time.Time `json:"last_modified"`
 }
 
 // New returns an SSM that keeps its parameters in dataDir/parameters.json
@@ -67,7 +72,7 @@ func New(id simapi.Identity, dataDir string) (*Service, error) {
 		id:        id,
 		file:      filepath.Join(dataDir, "parameters.json"),
 		cipherKey: key,
-		params:    map[string]*parameter{},
+		params:    map[string][]*parameter{},
 	}
 	if err := s.load(); err != nil {
 		return nil, err
@@ -111,6 +116,8 @@ func (s *Service) handler(op string) handlerFunc {
 		return (*Service).putParameter
 	case "DeleteParameter":
 		return (*Service).deleteParameter
+	case "LabelParameterVersion":
+		return (*Service).labelParameterVersion
 	}
 	return nil
 }
@@ -176,14 +183,15 @@ type wireParameter struct {
 	DataType         string  `json:"DataType"`
 	LastModifiedDate float64 `json:"LastModifiedDate"`
 	Name             string  `json:"Name"`
+	Selector         string  `json:"Selector,omitempty"` // ":3" or ":label" when the name had one
 	Type             string  `json:"Type"`
 	Value            string  `json:"Value"`
 	Version          int64   `json:"Version"`
 }
 
-// wire renders p; a SecureString read without decryption shows an opaque
-// ciphertext, as AWS does, never the value.
-func (s *Service) wire(p *parameter, decrypt bool) wireParameter {
+// wire renders version p, read with selector; a SecureString read without
+// decryption shows an opaque ciphertext, as AWS does, never the value.
+func (s *Service) wire(p *parameter, decrypt bool, selector string) wireParameter {
 	value := p.Value
 	if p.Type == "SecureString" && !decrypt {
 		value = s.ciphertext(p)
@@ -193,6 +201,7 @@ func (s *Service) wire(p *parameter, decrypt bool) wireParameter {
 		DataType:         "text",
 		LastModifiedDate: float64(p.LastModified.UnixMilli()) / 1000,
 		Name:             p.Name,
+		Selector:         selector,
 		Type:             p.Type,
 		Value:            value,
 		Version:          p.Version,
@@ -227,11 +236,11 @@ func (s *Service) getParameter(body []byte) (any, *simapi.APIError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.params[*in.Name]
-	if p == nil {
-		return nil, parameterNotFound()
+	p, sel, aerr := s.resolve(*in.Name)
+	if aerr != nil {
+		return nil, aerr
 	}
-	return struct{ Parameter wireParameter }{s.wire(p, in.WithDecryption)}, nil
+	return struct{ Parameter wireParameter }{s.wire(p, in.WithDecryption, sel)}, nil
 }
 
 func (s *Service) getParameters(body []byte) (any, *simapi.APIError) {
@@ -260,8 +269,9 @@ func (s *Service) getParameters(body []byte) (any, *simapi.APIError) {
 			continue
 		}
 		seen[name] = true
-		if p := s.params[name]; p != nil {
-			out.Parameters = append(out.Parameters, s.wire(p, in.WithDecryption))
+		// A name, version or label that is not there is listed, not an error.
+		if p, sel, aerr := s.resolve(name); aerr == nil {
+			out.Parameters = append(out.Parameters, s.wire(p, in.WithDecryption, sel))
 		} else {
 			out.InvalidParameters = append(out.InvalidParameters, name)
 		}
@@ -316,7 +326,7 @@ func (s *Service) getParametersByPath(body []byte) (any, *simapi.APIError) {
 			out.NextToken = simapi.EncodeToken(names[i-1])
 			break
 		}
-		out.Parameters = append(out.Parameters, s.wire(s.params[name], in.WithDecryption))
+		out.Parameters = append(out.Parameters, s.wire(s.current(name), in.WithDecryption, ""))
 	}
 	return out, nil
 }
@@ -330,14 +340,16 @@ func rangeConstraint(n int) string {
 
 func (s *Service) putParameter(body []byte) (any, *simapi.APIError) {
 	var in struct {
-		Name        *string
-		Value       *string
-		Type        string
-		KeyId       string
-		Description *string
-		Overwrite   bool
-		Tier        string
-		DataType    string
+		Name           *string
+		Value          *string
+		Type           string
+		KeyId          string
+		Description    *string
+		AllowedPattern *string
+		Overwrite      bool
+		Tier           string
+		DataType       string
+		Tags           []json.RawMessage
 	}
 	if err := decode(body, &in); err != nil {
 		return nil, err
@@ -358,20 +370,21 @@ func (s *Service) putParameter(body []byte) (any, *simapi.APIError) {
 	if aerr := validateValue(*in.Value, tier, limit); aerr != nil {
 		return nil, aerr
 	}
-	if in.Type != "" && in.Type != "String" && in.Type != "StringList" && in.Type != "SecureString" {
-		return nil, validation("1 validation error detected: Value '%s' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [SecureString, StringList, String]", in.Type)
+	if aerr := validatePut(in.Type, in.KeyId, in.DataType, in.AllowedPattern); aerr != nil {
+		return nil, aerr
 	}
-	if in.DataType != "" && in.DataType != "text" {
-		return nil, validation("awssim: DataType %q is not supported; only text is", in.DataType)
-	}
-	if in.KeyId != "" && in.Type != "" && in.Type != "SecureString" {
-		return nil, validation("KeyId is required for SecureString type parameter only.")
+	if in.Overwrite && len(in.Tags) > 0 {
+		return nil, validation("Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. " +
+			"To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.")
 	}
 	p := parameter{Name: *in.Name, Type: in.Type, Value: *in.Value, KeyID: in.KeyId, Tier: tier}
 	if in.Description != nil {
 		p.Description = *in.Description
 	}
-	version, aerr := s.store(p, in.Overwrite, in.Description != nil)
+	if in.AllowedPattern != nil {
+		p.AllowedPattern = *in.AllowedPattern
+	}
+	version, aerr := s.store(p, putFlags{overwrite: in.Overwrite, hasDesc: in.Description != nil, hasPattern: in.AllowedPattern != nil})
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -379,6 +392,23 @@ func (s *Service) putParameter(body []byte) (any, *simapi.APIError) {
 		Tier    string
 		Version int64
 	}{tier, version}, nil
+}
+
+// validatePut checks the request members that need no stored state.
+func validatePut(typ, keyID, dataType string, pattern *string) *simapi.APIError {
+	if typ != "" && typ != "String" && typ != "StringList" && typ != "SecureString" {
+		return validation("1 validation error detected: Value '%s' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [SecureString, StringList, String]", typ)
+	}
+	if dataType != "" && dataType != "text" {
+		return validation("awssim: DataType %q is not supported; only text is", dataType)
+	}
+	if keyID != "" && typ != "" && typ != "SecureString" {
+		return validation("KeyId is required for SecureString type parameter only.")
+	}
+	if pattern != nil {
+		return validatePattern(*pattern)
+	}
+	return nil
 }
 
 // tierOf resolves the requested tier and its value size limit.
@@ -406,48 +436,91 @@ func validateValue(v, tier string, limit int) *simapi.APIError {
 	return nil
 }
 
-// store creates p, or replaces it when overwrite is set, and persists the
-// result. hasDesc is false when the request left Description out, so an
-// overwrite keeps the old one.
-func (s *Service) store(p parameter, overwrite, hasDesc bool) (int64, *simapi.APIError) {
+// putFlags are the parts of a PutParameter request that say how it
+// relates to what is stored.
+type putFlags struct {
+	overwrite  bool
+	hasDesc    bool // Description was sent; else an overwrite keeps the old one
+	hasPattern bool // AllowedPattern was sent; else an overwrite keeps the old one
+}
+
+// store creates p, or adds it as the next version when overwrite is set,
+// and persists the result. Parameter Store keeps maxVersions versions: the
+// oldest goes, unless a label holds it.
+func (s *Service) store(p parameter, f putFlags) (int64, *simapi.APIError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.params[p.Name]
-	switch {
-	case old != nil && !overwrite:
-		return 0, simapi.Errorf(http.StatusBadRequest, "ParameterAlreadyExists",
-			"The parameter already exists. To overwrite this value, set the overwrite option in the request to true.")
-	case old == nil && p.Type == "":
-		return 0, validation("A parameter type is required when you create a parameter.")
-	case old != nil:
+	next, aerr := nextVersion(old, p, f)
+	if aerr != nil {
+		return 0, aerr
+	}
+	kept := old
+	if len(old) >= maxVersions {
+		if len(old[0].Labels) > 0 {
+			return 0, simapi.Errorf(http.StatusBadRequest, "ParameterMaxVersionLimitExceeded",
+				"You attempted to create a new version of %s by calling the PutParameter API with the overwrite flag. Version %d, the oldest version, "+
+					"can't be deleted because it has a label associated with it. Move the label to another version of the parameter, and try again.",
+				p.Name, old[0].Version)
+		}
+		kept = old[1:]
+	}
+	s.params[p.Name] = append(slices.Clone(kept), &next)
+	if err := s.saveLocked(); err != nil {
+		s.restoreLocked(p.Name, old) // keep memory and disk in step
+		return 0, simapi.Errorf(http.StatusInternalServerError, "InternalServerError", "awssim: %v", err)
+	}
+	return next.Version, nil
+}
+
+// nextVersion makes p the version that follows versions (none when p is
+// new): what the request left out comes from the current version, and the
+// value must match the allowed pattern in force.
+func nextVersion(versions []*parameter, p parameter, f putFlags) (parameter, *simapi.APIError) {
+	if len(versions) == 0 {
 		if p.Type == "" {
-			p.Type = old.Type
+			return p, validation("A parameter type is required when you create a parameter.")
 		}
-		if !hasDesc {
-			p.Description = old.Description
-		}
-		if p.KeyID == "" && p.Type == old.Type {
-			p.KeyID = old.KeyID
-		}
-		p.Version = old.Version + 1
-	default:
 		p.Version = 1
+	} else {
+		cur := versions[len(versions)-1]
+		switch {
+		case !f.overwrite:
+			return p, simapi.Errorf(http.StatusBadRequest, "ParameterAlreadyExists",
+				"The parameter already exists. To overwrite this value, set the overwrite option in the request to true.")
+		case p.Type != "" && p.Type != cur.Type:
+			return p, simapi.Errorf(http.StatusBadRequest, "HierarchyTypeMismatchException",
+				"Parameter Store doesn't support changing a parameter type in a hierarchy. For example, you can't change a parameter from a String type "+
+					"to a SecureString type. You must create a new, unique parameter.")
+		}
+		p.Type, p.Version = cur.Type, cur.Version+1
+		if !f.hasDesc {
+			p.Description = cur.Description
+		}
+		if !f.hasPattern {
+			p.AllowedPattern = cur.AllowedPattern
+		}
+		if p.KeyID == "" {
+			p.KeyID = cur.KeyID
+		}
+	}
+	if aerr := matchPattern(p.AllowedPattern, p.Value); aerr != nil {
+		return p, aerr
 	}
 	if p.Type == "SecureString" && p.KeyID == "" {
 		p.KeyID = "alias/aws/ssm"
 	}
 	p.LastModified = time.Now().UTC()
-	s.params[p.Name] = &p
-	if err := s.saveLocked(); err != nil {
-		// Keep memory and disk in step: undo the change that did not persist.
-		if old != nil {
-			s.params[p.Name] = old
-		} else {
-			delete(s.params, p.Name)
-		}
-		return 0, simapi.Errorf(http.StatusInternalServerError, "InternalServerError", "awssim: %v", err)
+	return p, nil
+}
+
+// restoreLocked puts back the versions name had; s.mu must be held.
+func (s *Service) restoreLocked(name string, versions []*parameter) {
+	if len(versions) == 0 {
+		delete(s.params, name)
+		return
 	}
-	return p.Version, nil
+	s.params[name] = versions
 }
 
 func (s *Service) deleteParameter(body []byte) (any, *simapi.APIError) {
@@ -461,12 +534,12 @@ func (s *Service) deleteParameter(body []byte) (any, *simapi.APIError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.params[*in.Name]
-	if old == nil {
+	if len(old) == 0 {
 		return nil, parameterNotFound()
 	}
 	delete(s.params, *in.Name)
 	if err := s.saveLocked(); err != nil {
-		s.params[*in.Name] = old
+		s.restoreLocked(*in.Name, old)
 		return nil, simapi.Errorf(http.StatusInternalServerError, "InternalServerError", "awssim: %v", err)
 	}
 	return struct{}{}, nil

@@ -1,11 +1,14 @@
 package ssmsim
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -50,19 +53,21 @@ func (s *Service) load() error {
 		if p == nil || p.Name == "" {
 			return fmt.Errorf("ssmsim: %s: entry %d has no name", s.file, i)
 		}
-		s.params[p.Name] = p
+		s.params[p.Name] = append(s.params[p.Name], p)
+	}
+	for _, versions := range s.params {
+		slices.SortFunc(versions, func(a, b *parameter) int { return cmp.Compare(a.Version, b.Version) })
 	}
 	return nil
 }
 
-// saveLocked writes every parameter to the data file atomically, mode 0600:
-// values are secrets. s.mu must be held.
+// saveLocked writes every version of every parameter to the data file
+// atomically, mode 0600: values are secrets. s.mu must be held.
 func (s *Service) saveLocked() error {
-	list := make([]*parameter, 0, len(s.params))
-	for _, p := range s.params {
-		list = append(list, p)
+	list := []*parameter{}
+	for _, name := range slices.Sorted(maps.Keys(s.params)) {
+		list = append(list, s.params[name]...)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	b, err := json.MarshalIndent(list, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode parameters: %w", err)
@@ -99,6 +104,11 @@ func (s *Service) Seed(section *yaml.Node) error {
 		if sp.Type == "" {
 			sp.Type = "String"
 		}
+		// A scenario says what the parameter is: one of another type is
+		// replaced, where PutParameter would refuse the type change.
+		if err := s.dropOtherType(sp.Name, sp.Type); err != nil {
+			return fmt.Errorf("ssm: parameters[%d] (%s): %w", i, sp.Name, err)
+		}
 		in, _ := json.Marshal(map[string]any{
 			"Name": sp.Name, "Value": sp.Value, "Type": sp.Type,
 			"KeyId": sp.KeyID, "Description": sp.Description, "Overwrite": true,
@@ -106,6 +116,24 @@ func (s *Service) Seed(section *yaml.Node) error {
 		if _, aerr := s.putParameter(in); aerr != nil {
 			return fmt.Errorf("ssm: parameters[%d] (%s): %w", i, sp.Name, aerr)
 		}
+	}
+	return nil
+}
+
+// dropOtherType deletes parameter name if it exists with a type other than
+// typ.
+func (s *Service) dropOtherType(name, typ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.current(name)
+	if cur == nil || cur.Type == typ {
+		return nil
+	}
+	old := s.params[name]
+	delete(s.params, name)
+	if err := s.saveLocked(); err != nil {
+		s.restoreLocked(name, old)
+		return err
 	}
 	return nil
 }
