@@ -88,4 +88,10 @@ func TestAWSCLIError(t *testing.T) {
 		!strings.Contains(err.Error(), "The volume 'vol-0000000000000000f' does not exist.") {
 		t.Errorf("aws ec2 describe-volumes of a missing volume: %v\n%s", err, out)
 	}
+	id := e.createVolume(t, "eu-west-1a")
+	out, err = simtest.AWSCLI(t, e.url, "ec2", "attach-volume", "--volume-id", id, "--instance-id", "i-0ffffffffffffffff", "--device", "/dev/xvdf")
+	want := "An error occurred (InvalidInstanceID.NotFound) when calling the AttachVolume operation: The instance ID 'i-0ffffffffffffffff' does not exist"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("aws ec2 attach-volume to a missing instance: %v\n%s, want %q", err, out, want)
+	}
 }

@@ -33,8 +33,8 @@
 //	ec2:
 //	  attach_delay: 300ms   # attaching->attached and detaching->detached
 //	  create_delay: 0s      # creating->available for CreateVolume
-//	  instances:            # other instances and their AZs; an instance not
-//	    - {id: i-0bbbbccccddddeeee, az: eu-west-1b}  # listed is in the volume's AZ
+//	  instances:            # other instances that exist, and their AZs; a
+//	    - {id: i-0bbbbccccddddeeee, az: eu-west-1b}  # volume's holder exists too
 //	  volumes:
 //	    - id: vol-0123456789abcdef0
 //	      size_gib: 1
@@ -50,6 +50,9 @@
 //	      tags: {Name: monitoring-data}
 //	    - id: vol-0123456789abcdef1
 //	      state: error        # held as given: creating, deleting or error (unattached)
+//
+// AttachVolume answers InvalidInstanceID.NotFound for any instance but the
+// simulated one, those listed and those holding a seeded volume.
 package ec2sim
 
 import (
@@ -79,7 +82,7 @@ type Service struct {
 	mu          sync.Mutex
 	closed      bool
 	volumes     map[string]*volume
-	instanceAZ  map[string]string   // other instances named by the scenario
+	instances   map[string]string   // other instances the scenario names -> AZ ("" for a volume holder's)
 	attachDelay time.Duration       // attaching->attached, detaching->detached
 	createDelay time.Duration       // creating->available
 	pending     map[string]*pending // one scheduled transition per volume
@@ -110,7 +113,7 @@ func New(id simapi.Identity, dataDir, root string) (*Service, error) {
 		dataDir:     dataDir,
 		root:        root,
 		volumes:     map[string]*volume{},
-		instanceAZ:  map[string]string{},
+		instances:   map[string]string{},
 		attachDelay: defaultAttachDelay,
 		pending:     map[string]*pending{},
 		loops:       map[string]string{},
@@ -324,15 +327,24 @@ func (s *Service) linkPaths(v *volume) []string {
 }
 
 // instanceAZOf is the AZ of an instance: the simulated one's, one the
-// scenario names, or else the volume's (other instances are not modelled).
+// scenario gives, or else the volume's (the scenario named the instance
+// only as a volume's holder, which is in that volume's AZ).
 func (s *Service) instanceAZOf(instanceID string, v *volume) string {
 	if instanceID == s.id.InstanceID {
 		return s.id.AZ
 	}
-	if az, ok := s.instanceAZ[instanceID]; ok {
+	if az := s.instances[instanceID]; az != "" {
 		return az
 	}
 	return v.AZ
+}
+
+// instanceExists reports an instance EC2 would know: the simulated one, or
+// one the scenario named, in its instances or as a volume's holder.
+// Callers hold s.mu.
+func (s *Service) instanceExists(instanceID string) bool {
+	_, named := s.instances[instanceID]
+	return instanceID == s.id.InstanceID || named
 }
 
 func (s *Service) sortedVolumes() []*volume {

@@ -31,6 +31,10 @@ var testID = simapi.Identity{
 
 const otherInstance = "i-0aaaabbbbccccdddd"
 
+// otherExists is a scenario in which otherInstance exists, in the
+// simulated instance's AZ: AttachVolume refuses instances nobody named.
+const otherExists = "ec2:\n  instances:\n    - {id: " + otherInstance + ", az: eu-west-1a}\n"
+
 // env is one simulator: its directories, server and an SDK client.
 type env struct {
 	dataDir, root string

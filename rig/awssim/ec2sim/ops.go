@@ -393,6 +393,9 @@ func (s *Service) attachVolume(form url.Values) (any, *simapi.APIError) {
 // checkAttach says why v cannot be attached to instance iid at dev, in the
 // order EC2 finds out. Callers hold s.mu.
 func (s *Service) checkAttach(v *volume, iid, dev string) *simapi.APIError {
+	if !s.instanceExists(iid) {
+		return simapi.Errorf(http.StatusBadRequest, "InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", iid)
+	}
 	if v.Attachment != nil {
 		return simapi.Errorf(http.StatusBadRequest, "VolumeInUse", "%s is already attached to an instance", v.ID)
 	}

@@ -19,7 +19,7 @@ import (
 
 func TestVolumeLifecycleSDK(t *testing.T) {
 	t.Parallel()
-	e := start(t, "")
+	e := start(t, otherExists)
 	ctx := context.Background()
 	out, err := e.client.CreateVolume(ctx, &ec2.CreateVolumeInput{
 		AvailabilityZone: aws.String("eu-west-1a"),
@@ -191,6 +191,8 @@ ec2:
 			"InvalidVolumeID.Malformed", `Invalid id: "volume-1" (expecting "vol-...")`},
 		{"attach malformed instance", func() error { return attach("vol-0000000000000000a", "i-zz", "/dev/xvdf") },
 			"InvalidInstanceID.Malformed", `Invalid id: "i-zz"`},
+		{"attach unknown instance", func() error { return attach("vol-0000000000000000a", "i-0ffffffffffffffff", "/dev/xvdf") },
+			"InvalidInstanceID.NotFound", "The instance ID 'i-0ffffffffffffffff' does not exist"},
 		{"attach missing volume id", func() error { return attach("", testID.InstanceID, "/dev/xvdf") },
 			"MissingParameter", "The request must contain the parameter VolumeId"},
 		{"attach bad device", func() error { return attach("vol-0000000000000000a", testID.InstanceID, "xvdf") },
@@ -311,7 +313,7 @@ func TestBadRequests(t *testing.T) {
 
 func TestFaultSeenBySDK(t *testing.T) {
 	t.Parallel()
-	e := start(t, `
+	e := start(t, otherExists+`
 faults:
   ec2.AttachVolume: {count: 2, code: RequestLimitExceeded, status: 503}
 `)
@@ -466,5 +468,65 @@ ec2:
 	}
 	if len(out.Volumes) != 2 || out.Volumes[0].State != types.VolumeStateInUse || out.Volumes[1].State != types.VolumeStateError {
 		t.Errorf("volumes = %+v", out.Volumes)
+	}
+}
+
+// TestAttachKnownInstances attaches only to instances EC2 would know: the
+// simulated one, one the scenario lists, or one holding a seeded volume;
+// they stay known across a restart.
+func TestAttachKnownInstances(t *testing.T) {
+	t.Parallel()
+	const (
+		listed = "i-0bbbbccccddddeeee"
+		holder = "i-0ccccddddeeeeffff"
+	)
+	e := start(t, fmt.Sprintf(`
+ec2:
+  instances:
+    - {id: %s, az: eu-west-1a}
+  volumes:
+    - {id: vol-00000000000000001}
+    - {id: vol-00000000000000002}
+    - {id: vol-00000000000000003}
+    - {id: vol-00000000000000004}
+    - {id: vol-00000000000000005}
+    - {id: vol-00000000000000006}
+    - {id: vol-0000000000000000a, attached_to: %s, release_after: 50ms}
+`, listed, holder))
+	tests := []struct {
+		volume, instance string
+		restart          bool
+		wantCode         string
+	}{
+		{volume: "vol-00000000000000001", instance: testID.InstanceID},
+		{volume: "vol-00000000000000002", instance: listed},
+		{volume: "vol-00000000000000003", instance: holder},
+		{volume: "vol-00000000000000004", instance: "i-0ffffffffffffffff", wantCode: "InvalidInstanceID.NotFound"},
+		{volume: "vol-00000000000000005", instance: holder, restart: true},
+		{volume: "vol-00000000000000006", instance: "i-0ffffffffffffffff", restart: true, wantCode: "InvalidInstanceID.NotFound"},
+	}
+	// The holder lets go of its volume; it still exists afterwards.
+	e.waitFor(t, "vol-0000000000000000a", "released", available)
+	restarted := false
+	for i, tt := range tests {
+		if tt.restart && !restarted {
+			if err := e.close(); err != nil {
+				t.Fatal(err)
+			}
+			e.open(t)
+			restarted = true
+		}
+		_, err := e.client.AttachVolume(context.Background(), &ec2.AttachVolumeInput{
+			VolumeId: aws.String(tt.volume), InstanceId: aws.String(tt.instance), Device: aws.String(fmt.Sprintf("/dev/xvd%c", 'f'+i)),
+		})
+		if tt.wantCode == "" {
+			if err != nil {
+				t.Errorf("attach %s to %s (restart %v): %v", tt.volume, tt.instance, tt.restart, err)
+			}
+			continue
+		}
+		if code, msg := apiError(t, err); code != tt.wantCode || msg != "The instance ID '"+tt.instance+"' does not exist" {
+			t.Errorf("attach %s to %s (restart %v): %s %q, want %s", tt.volume, tt.instance, tt.restart, code, msg, tt.wantCode)
+		}
 	}
 }

@@ -71,9 +71,10 @@ func (s *Service) Seed(node *yaml.Node) error {
 		s.createDelay = doc.CreateDelay.Duration
 	}
 	for _, in := range doc.Instances {
-		s.instanceAZ[in.ID] = in.AZ
+		s.instances[in.ID] = in.AZ
 	}
 	for i, v := range vols {
+		s.addHolder(v)
 		if err := s.install(v, doc.Volumes[i].ReleaseAfter); err != nil {
 			return fmt.Errorf("ec2: volume %s: %w", v.ID, err)
 		}
@@ -198,4 +199,16 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// addHolder records the other instance a seeded volume is attached to, so
+// that it exists for AttachVolume. Callers hold s.mu.
+func (s *Service) addHolder(v *volume) {
+	a := v.Attachment
+	if a == nil || a.InstanceID == s.id.InstanceID {
+		return
+	}
+	if _, ok := s.instances[a.InstanceID]; !ok {
+		s.instances[a.InstanceID] = ""
+	}
 }

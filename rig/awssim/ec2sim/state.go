@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -79,6 +80,8 @@ type tag struct {
 
 type stateFile struct {
 	Volumes []*volume `json:"volumes"`
+	// Instances are the other instances the scenario named, and their AZs.
+	Instances map[string]string `json:"instances,omitempty"`
 }
 
 func (s *Service) statePath() string { return filepath.Join(s.dataDir, "ec2-state.json") }
@@ -105,14 +108,16 @@ func (s *Service) load() error {
 			return fmt.Errorf("load state %s: bad volume id %q", s.statePath(), v.ID)
 		}
 		s.volumes[v.ID] = v
+		s.addHolder(v) // a state file written before instances were kept
 	}
+	maps.Copy(s.instances, st.Instances)
 	return nil
 }
 
 // save writes the volumes atomically (see package atomicfile). Callers hold
 // s.mu.
 func (s *Service) save() error {
-	st := stateFile{Volumes: s.sortedVolumes()}
+	st := stateFile{Volumes: s.sortedVolumes(), Instances: s.instances}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
