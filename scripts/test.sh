@@ -17,6 +17,6 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 echo "== fuzz: config decoder (${FUZZTIME:=20s})"
-go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" ./internal/config/
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 50x ./internal/config/
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./... "$@"

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/lock"
-	"github.com/spf13/cobra"
+	"github.com/monagent/monagent/internal/logging"
+	"github.com/monagent/monagent/internal/retry"
 )
 
 // Set by the build with -ldflags -X.
@@ -20,12 +24,14 @@ var (
 	commit  = "unknown"
 )
 
-// Exit codes other tools rely on (DESIGN.md).
+// Exit codes other tools rely on (DESIGN.md). systemd restarts the unit on
+// 1 and 3, not on 2 or 4 (RestartPreventExitStatus=2 4).
 const (
-	exitOK     = 0
-	exitFailed = 1 // a step failed
-	exitUsage  = 2 // bad usage or configuration
-	exitLock   = 3 // lock not obtained in time
+	exitOK        = 0
+	exitFailed    = 1 // a step failed; retrying may fix it
+	exitUsage     = 2 // bad usage or configuration
+	exitLock      = 3 // lock not obtained in time
+	exitPermanent = 4 // retrying cannot fix it: KMS key unusable, wrong AZ, foreign filesystem
 )
 
 // exitError carries an exit code up to run.
@@ -39,13 +45,16 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
 
-// globals are the flags every verb shares.
+// globals are the flags every verb shares, and the process's one
+// redaction point.
 type globals struct {
 	configPath  string
 	root        string
 	logFormat   string
 	logLevel    string
 	lockTimeout time.Duration
+
+	secrets *logging.Redactor
 }
 
 // runFlags select steps for bootstrap and reconcile.
@@ -54,15 +63,19 @@ type runFlags struct {
 	until string
 }
 
+// run is the whole CLI. Everything it writes, to stdout and stderr alike,
+// goes through one Redactor: log lines, the final error, status and smoke
+// reports.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{}
-	root := newRoot(ctx, g, stdout, stderr)
+	g := &globals{secrets: logging.NewRedactor()}
+	out, errOut := logging.NewWriter(stdout, g.secrets), logging.NewWriter(stderr, g.secrets)
+	root := newRoot(g, out, errOut)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "monagent:", err)
+	fmt.Fprintln(errOut, "monagent:", err)
 	return exitCode(err)
 }
 
@@ -72,6 +85,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
+	case retry.IsPermanent(err):
+		return exitPermanent
 	case errors.As(err, &ce):
 		return exitUsage
 	case errors.Is(err, lock.ErrTimeout):
@@ -80,7 +95,7 @@ func exitCode(err error) int {
 	return exitFailed
 }
 
-func newRoot(ctx context.Context, g *globals, stdout, stderr io.Writer) *cobra.Command {
+func newRoot(g *globals, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "monagent",
 		Short:         "Bring a singleton monitoring host to its converged state",
@@ -97,6 +112,12 @@ func newRoot(ctx context.Context, g *globals, stdout, stderr io.Writer) *cobra.C
 		_ = cmd.Help()
 		return usageError(errors.New("no command given"))
 	}
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if !filepath.IsAbs(g.root) {
+			return usageError(fmt.Errorf("--root %q: want an absolute directory", g.root))
+		}
+		return nil
+	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
@@ -108,8 +129,8 @@ func newRoot(ctx context.Context, g *globals, stdout, stderr io.Writer) *cobra.C
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 15*time.Minute, "how long to wait for another run to finish")
 
 	root.AddCommand(
-		convergeCmd(g, modeBootstrap, "First boot: converge and send the CloudFormation signal", stdout),
-		convergeCmd(g, modeReconcile, "Converge the host (every boot, timer, or by hand); never signals", stdout),
+		convergeCmd(g, modeBootstrap, "First boot (user-data): converge; SUCCESS after the volume, FAILURE at once if that fails", stdout),
+		convergeCmd(g, modeReconcile, "Converge the host (every boot, timer, or by hand); SUCCESS only on an instance's first run", stdout),
 		statusCmd(g, stdout),
 		smokeCmd(g, stdout),
 		doctorCmd(g, stdout),
@@ -139,7 +160,7 @@ func convergeCmd(g *globals, mode string, short string, stdout io.Writer) *cobra
 			return converge(cmd.Context(), g, mode, rf, stdout)
 		},
 	}
-	c.Flags().StringSliceVar(&rf.only, "only", nil, "run only these steps (comma-separated); metadata always runs")
+	c.Flags().StringSliceVar(&rf.only, "only", nil, "run only these steps (comma-separated); instance metadata is always read")
 	c.Flags().StringVar(&rf.until, "until", "", "stop after this step")
 	return c
 }

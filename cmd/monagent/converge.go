@@ -10,71 +10,45 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"go.uber.org/zap"
+
 	"github.com/monagent/monagent/internal/awsclient"
 	"github.com/monagent/monagent/internal/cfnsignal"
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
-	"github.com/monagent/monagent/internal/ebs"
 	"github.com/monagent/monagent/internal/engine"
-	"github.com/monagent/monagent/internal/imds"
+	"github.com/monagent/monagent/internal/host"
 	"github.com/monagent/monagent/internal/lock"
 	"github.com/monagent/monagent/internal/logging"
 	"github.com/monagent/monagent/internal/metrics"
-	"github.com/monagent/monagent/internal/osupdate"
 	"github.com/monagent/monagent/internal/state"
-	"go.uber.org/zap"
-)
-
-const (
-	modeBootstrap = "bootstrap"
-	modeReconcile = "reconcile"
 )
 
 // failureSignalTimeout bounds the FAILURE signal: CloudFormation must hear
 // of a failed bootstrap in seconds.
 const failureSignalTimeout = 20 * time.Second
 
-// app is one invocation: configuration, logger, and what the steps learn.
+// app is what every verb loads first: configuration, logger, AWS settings.
+// Everything that fails with exit 2 fails here, before any lock or AWS call.
 type app struct {
-	g    *globals
-	cfg  *config.Config // {prefix} expanded; instance templates once known
-	log  *zap.Logger
-	red  *logging.Redactor
-	run  command.Runner
-	aws  aws.Config
-	id   imds.Identity
-	mode string
-	plan []engine.Step // the mode's steps, in order
+	g   *globals
+	cfg *config.Config // as loaded: instance placeholders not yet filled
+	log *zap.Logger
+	aws aws.Config
 }
 
-// hostPath puts p under --root.
-func (a *app) hostPath(p string) string { return filepath.Join(a.g.root, p) }
-
-func (a *app) statePath() string { return a.hostPath("/var/lib/monagent/state.json") }
-func (a *app) lockPath() string  { return a.hostPath("/run/monagent.lock") }
-
-// newApp loads configuration and builds the logger: everything that can
-// fail with exit 2 fails here, before any lock or AWS call.
-func newApp(ctx context.Context, g *globals, mode string, stdout io.Writer) (*app, error) {
-	red := logging.NewRedactor()
-	log, err := logging.New(logging.Options{Format: g.logFormat, Level: g.logLevel, Out: stdout}, red)
+func newApp(ctx context.Context, g *globals, stdout io.Writer) (*app, error) {
+	log, err := logging.New(logging.Options{Format: g.logFormat, Level: g.logLevel, Out: stdout}, g.secrets)
 	if err != nil {
 		return nil, usageError(err)
-	}
-	if !filepath.IsAbs(g.root) {
-		return nil, usageError(fmt.Errorf("--root %q: want an absolute directory", g.root))
 	}
 	cfg, err := config.Load(g.configPath)
 	if err != nil {
 		return nil, err
 	}
-	a := &app{g: g, cfg: cfg, log: log, red: red, run: command.Runner{Log: log}, mode: mode}
-	a.aws, err = awsclient.Load(ctx, awsclient.Options{
+	awsCfg, err := awsclient.Load(ctx, awsclient.Options{
 		Region:      cfg.Region,
 		CallTimeout: cfg.AWS.CallTimeout.Duration,
 		MaxAttempts: cfg.AWS.MaxAttempts,
@@ -82,154 +56,146 @@ func newApp(ctx context.Context, g *globals, mode string, stdout io.Writer) (*ap
 	if err != nil {
 		return nil, err
 	}
-	return a, nil
+	return &app{g: g, cfg: cfg, log: log, aws: awsCfg}, nil
 }
 
-// learned runs once the metadata step knows the instance.
-func (a *app) learned(_ context.Context, id imds.Identity) error {
-	if a.aws.Region == "" {
-		a.aws.Region = id.Region
-	}
-	cfg, err := a.cfg.Expand(config.Vars{InstanceID: id.InstanceID, Region: id.Region, AZ: id.AZ, PrivateIP: id.PrivateIP})
-	if err != nil {
-		return err
-	}
-	a.cfg = cfg
-	a.log.Info("instance identity", zap.String("instance_id", id.InstanceID), zap.String("region", id.Region),
-		zap.String("az", id.AZ), zap.String("private_ip", id.PrivateIP))
-	return nil
+// path puts an absolute host path under --root.
+func (a *app) path(p string) string { return filepath.Join(a.g.root, p) }
+
+func (a *app) store() *state.Store {
+	return &state.Store{Path: a.path("/var/lib/monagent/state.json")}
 }
 
+func (a *app) lockPath() string { return a.path("/run/monagent.lock") }
+
+// discover is the metadata phase: the Host every step is built from.
+func (a *app) discover(ctx context.Context) (*host.Host, error) {
+	return host.Discover(ctx, host.Options{
+		Root:    a.g.root,
+		Config:  a.cfg,
+		AWS:     a.aws,
+		Run:     command.Exec{Log: a.log},
+		Log:     a.log,
+		Secrets: a.g.secrets,
+	})
+}
+
+// converge is bootstrap and reconcile: metadata, the lock, the state, the
+// steps; then the metrics textfile and, when bootstrap fails before the
+// signal, the FAILURE signal.
 func converge(ctx context.Context, g *globals, mode string, rf *runFlags, stdout io.Writer) error {
-	a, err := newApp(ctx, g, mode, stdout)
+	a, err := newApp(ctx, g, stdout)
 	if err != nil {
 		return err
 	}
 	defer a.log.Sync() //nolint:errcheck // stdout sync errors are not actionable
-	a.plan = a.steps()
-	eng := &engine.Engine{
-		Steps:  a.plan,
-		Store:  &state.Store{Path: a.statePath()},
-		Log:    a.log,
-		Notify: sdNotifier{log: a.log},
-		Redact: a.red.Redact,
-	}
-	opts := engine.Options{Only: rf.only, Until: rf.until, Always: []string{"metadata"}}
-	if err := eng.Validate(opts); err != nil {
+	table := stepTable()
+	if err := validateSelection(table, mode, rf); err != nil {
 		return usageError(err)
 	}
-	l, err := lock.Acquire(ctx, a.lockPath(), g.lockTimeout)
-	if err != nil {
-		return err
-	}
-	defer l.Release() //nolint:errcheck // the kernel drops it at exit anyway
-
 	start := time.Now()
+	notify := sdNotifier{log: a.log}
 	a.log.Info("run start", zap.String("mode", mode), zap.String("version", version), zap.String("root", g.root))
-	_, runErr := eng.Run(ctx, opts)
-	a.writeMetrics(eng.Store)
-	if runErr != nil {
+	notify.Status("reading instance metadata")
+	h, err := a.discover(ctx)
+	if err == nil {
+		err = a.runSteps(ctx, h, mode, table, engine.Options{Only: rf.only, Until: rf.until}, start, notify)
+	}
+	if err != nil {
 		if mode == modeBootstrap {
-			a.signalFailure(runErr)
+			a.signalFailure(h, table, err)
 		}
-		a.log.Error("run failed", zap.Duration("duration", time.Since(start)), zap.Error(runErr))
-		return &exitError{code: exitCodeFor(runErr), err: runErr}
+		a.log.Error("run failed", zap.String("mode", mode), zap.Duration("duration", time.Since(start)), zap.Error(err))
+		return err
 	}
 	a.log.Info("run converged", zap.String("mode", mode), zap.Duration("duration", time.Since(start)))
 	return nil
 }
 
-func exitCodeFor(err error) int {
-	var se *engine.StepError
-	if errors.As(err, &se) {
-		return exitFailed
+// runSteps takes the lock and runs the mode's steps on h.
+func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []stepDef, opts engine.Options,
+	start time.Time, notify sdNotifier) error {
+	eng := &engine.Engine{
+		Nodes:  nodes(table, mode, h),
+		Store:  a.store(),
+		Log:    a.log,
+		Notify: notify,
+		Redact: a.g.secrets.Redact,
 	}
-	return exitCode(err)
-}
-
-// steps is the verb table: the ordered steps each mode runs.
-func (a *app) steps() []engine.Step {
-	steps := []engine.Step{
-		&imds.Step{Client: imds.NewClient(a.aws), ID: &a.id, Learned: a.learned},
-		engine.Lazy("packages", a.packagesStep),
-		engine.Lazy("volume", a.volumeStep),
+	if err := eng.Validate(opts); err != nil {
+		// The name is a step, but this configuration turns it off.
+		return usageError(fmt.Errorf("%w; the step is off in this configuration", err))
 	}
-	if a.mode == modeBootstrap && a.cfg.Stack.Signals() {
-		steps = append(steps, engine.Lazy("signal", a.signalStep))
+	notify.Status("waiting for the run lock")
+	l, err := lock.Acquire(ctx, a.lockPath(), a.g.lockTimeout)
+	if err != nil {
+		return err
 	}
-	return steps
-}
+	defer l.Release() //nolint:errcheck // the kernel drops it at exit anyway
 
-func (a *app) signaler() *cfnsignal.Signaler {
-	return &cfnsignal.Signaler{
-		API:      cloudformation.NewFromConfig(a.aws),
-		Stack:    a.cfg.Stack.Name,
-		Resource: a.cfg.Stack.Resource,
-		Log:      a.log,
+	store := eng.Store
+	st, recovered, err := store.Open()
+	if err != nil {
+		return err
 	}
+	if recovered != nil {
+		a.log.Warn("the state file could not be read back; it was moved aside and every step is checked against the host",
+			zap.String("state", store.Path), zap.String("moved_to", recovered.MovedTo), zap.NamedError("cause", recovered.Cause))
+	}
+	st.LastRun, st.Mode = start, mode
+	runErr := eng.Run(ctx, st, opts)
+	a.writeMetrics(h, st)
+	return runErr
 }
 
-func (a *app) volumeStep(context.Context) (engine.Step, error) {
-	return ebs.New(a.cfg.Volume, ebs.Options{
-		Root:     a.g.root,
-		Identity: &a.id,
-		EC2:      ec2.NewFromConfig(a.aws),
-		SSM:      ssm.NewFromConfig(a.aws),
-		Run:      a.run,
-		Log:      a.log,
-	}), nil
-}
-
-func (a *app) packagesStep(context.Context) (engine.Step, error) {
-	return &osupdate.Step{Enabled: a.cfg.Packages.Update, Run: a.run}, nil
-}
-
-func (a *app) signalStep(context.Context) (engine.Step, error) {
-	return &cfnsignal.Step{Signaler: a.signaler(), ID: &a.id}, nil
-}
-
-// signalFailure tells CloudFormation at once that bootstrap failed before
-// the signal step, instead of letting it wait out the CreationPolicy.
-func (a *app) signalFailure(runErr error) {
-	var se *engine.StepError
-	if !a.cfg.Stack.Signals() || !errors.As(runErr, &se) || !a.beforeSignal(se.Step) {
+// signalFailure tells CloudFormation at once that bootstrap failed, instead
+// of letting it wait out the CreationPolicy: for any failure once the
+// instance is known (lock timeout, state file, a step), unless the failure
+// comes after the signal or SUCCESS is already settled for this instance.
+// A failure of the SUCCESS call itself sends nothing: the stack may well
+// have counted it.
+func (a *app) signalFailure(h *host.Host, table []stepDef, runErr error) {
+	if h == nil {
+		a.log.Error("cannot send the FAILURE signal: the instance id is unknown (instance metadata failed); "+
+			"CloudFormation will wait for its timeout", zap.String("stack", a.cfg.Stack.Name))
 		return
 	}
-	if a.id.InstanceID == "" {
-		a.log.Error("cannot send the FAILURE signal: the instance id is unknown (metadata failed); "+
-			"CloudFormation will wait for its timeout", zap.String("stack", a.cfg.Stack.Name))
+	stack := h.Config.Stack
+	if !stack.Signals() {
+		return
+	}
+	var se *engine.StepError
+	if errors.As(runErr, &se) && !beforeSignal(table, se.Step) {
+		return
+	}
+	if st, err := a.store().Load(); err == nil && st.Steps["signal"] != nil &&
+		cfnsignal.Settled(st.Steps["signal"].Memo, h.Identity.InstanceID) {
+		a.log.Info("no FAILURE signal: this instance's SUCCESS is already settled")
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), failureSignalTimeout)
 	defer cancel()
-	if err := a.signaler().Send(ctx, a.id.InstanceID, cfntypes.ResourceSignalStatusFailure); err != nil {
+	if _, err := signaler(h).Send(ctx, h.Identity.InstanceID, cfntypes.ResourceSignalStatusFailure); err != nil {
 		a.log.Error("FAILURE signal not sent", zap.Error(err))
 	}
 }
 
-func (a *app) beforeSignal(step string) bool {
-	for _, s := range a.plan {
-		switch s.Name() {
-		case step:
-			return true
-		case "signal":
-			return false
-		}
-	}
-	return false
-}
-
-func (a *app) writeMetrics(store *state.Store) {
-	st, err := store.Load()
-	if err == nil {
-		err = metrics.Write(a.hostPath(a.cfg.Metrics.TextfileDir), st)
-	}
-	if err != nil {
+// writeMetrics leaves the run's result for node-exporter, and keeps the
+// link a stack's node-exporter mounts.
+func (a *app) writeMetrics(h *host.Host, st *state.State) {
+	m := h.Config.Metrics
+	if err := metrics.Write(h.Path(m.TextfileDir), st); err != nil {
 		a.log.Warn("metrics textfile not written", zap.Error(err))
 	}
+	if m.TextfileLink == "" {
+		return
+	}
+	if err := metrics.Link(h.Root, m.TextfileLink, m.TextfileDir); err != nil {
+		a.log.Warn("metrics textfile link not kept", zap.String("link", m.TextfileLink), zap.Error(err))
+	}
 }
 
-// sdNotifier reports step progress to systemd when NOTIFY_SOCKET is set.
+// sdNotifier reports progress to systemd when NOTIFY_SOCKET is set.
 type sdNotifier struct{ log *zap.Logger }
 
 func (n sdNotifier) Status(msg string) {

@@ -1,17 +1,19 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/monagent/monagent/internal/config"
-	"github.com/monagent/monagent/internal/ebs"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/monagent/monagent/internal/command"
+	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/ebs"
+	"github.com/monagent/monagent/internal/state"
 )
 
 // check is one smoke or doctor result.
@@ -46,12 +48,12 @@ func smokeCmd(g *globals, stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "smoke",
 		Short: "Check the converged host (seed section 8: infrastructure checks today)",
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(g.configPath)
 			if err != nil {
 				return err
 			}
-			checks := infraChecks(g.root, cfg)
+			checks := infraChecks(cmd.Context(), g.root, cfg)
 			checks = append(checks, check{name: "containers, endpoints, grafana, prometheus, pipeline", warn: true,
 				err: fmt.Errorf("not checked by this version: they arrive with the docker and compose steps")})
 			if n := report(stdout, checks); n > 0 {
@@ -63,22 +65,48 @@ func smokeCmd(g *globals, stdout io.Writer) *cobra.Command {
 }
 
 // infraChecks is seed section 8's "Infrastructure" category: the data
-// volume is mounted, survives a reboot (fstab by UUID, nofail), and has room.
-func infraChecks(root string, cfg *config.Config) []check {
+// volume's own filesystem is mounted, survives a reboot (fstab by UUID,
+// nofail), and has room.
+func infraChecks(ctx context.Context, root string, cfg *config.Config) []check {
 	mp := filepath.Join(root, cfg.Volume.MountPoint)
-	var checks []check
+	fstabPath := filepath.Join(root, "/etc/fstab")
+	line, found, ferr := ebs.FstabFor(fstabPath, cfg.Volume.MountPoint)
+	checks := []check{fstabCheck(fstabPath, cfg.Volume.MountPoint, line, found, ferr)}
 	m, err := ebs.MountAt(mp)
 	switch {
 	case err != nil:
-		checks = append(checks, check{name: "ebs mount", err: err})
+		return append(checks, check{name: "ebs mount", err: err})
 	case m == nil:
-		checks = append(checks, check{name: "ebs mount", err: fmt.Errorf("nothing is mounted at %s: run `monagent reconcile --only volume`", mp)})
-	default:
-		checks = append(checks, check{name: "ebs mount", detail: fmt.Sprintf("%s (%s) at %s", m.Source, m.FSType, mp)})
-		checks = append(checks, diskUsage(mp))
+		return append(checks, check{name: "ebs mount", err: fmt.Errorf("nothing is mounted at %s: run `monagent reconcile --only volume`", mp)})
 	}
-	checks = append(checks, fstabCheck(filepath.Join(root, "/etc/fstab"), cfg.Volume.MountPoint))
-	return checks
+	checks = append(checks, mountCheck(ctx, root, m, mp, line.UUID()))
+	return append(checks, diskUsage(mp))
+}
+
+// mountCheck makes sure what is mounted at the mount point is the data
+// volume's filesystem, by UUID: anything mounted there is not enough.
+func mountCheck(ctx context.Context, root string, m *ebs.Mount, mp, fstabUUID string) check {
+	c := check{name: "ebs mount"}
+	want := fstabUUID
+	if st, err := (&state.Store{Path: filepath.Join(root, "/var/lib/monagent/state.json")}).Load(); err == nil {
+		if r := st.Steps["volume"]; r != nil && r.Memo["uuid"] != "" {
+			want = r.Memo["uuid"]
+		}
+	}
+	sig, err := ebs.Probe(ctx, command.Exec{}, m.Source)
+	switch {
+	case err != nil:
+		c.err = fmt.Errorf("%s is mounted at %s, but its filesystem cannot be read: %w", m.Source, mp, err)
+	case want == "":
+		c.err = fmt.Errorf("%s (%s, UUID %s) is mounted at %s, but neither fstab nor the state names the volume's filesystem: run `monagent reconcile --only volume`",
+			m.Source, sig.Type, sig.UUID, mp)
+	case !strings.EqualFold(sig.UUID, want):
+		c.err = fmt.Errorf("%s mounted at %s holds filesystem %s, not the data volume's %s: unmount it and run `monagent reconcile --only volume`",
+			m.Source, mp, sig.UUID, want)
+	default:
+		c.detail = fmt.Sprintf("%s (%s, UUID %s) at %s", m.Source, m.FSType, sig.UUID, mp)
+	}
+	return c
 }
 
 func diskUsage(dir string) check {
@@ -101,30 +129,19 @@ func diskUsage(dir string) check {
 	return c
 }
 
-func fstabCheck(path, mountPoint string) check {
+func fstabCheck(path, mountPoint string, l ebs.FstabLine, found bool, err error) check {
 	c := check{name: "fstab"}
-	f, err := os.Open(path)
-	if err != nil {
-		c.err = fmt.Errorf("read %s: %w", path, err)
-		return c
+	switch {
+	case err != nil:
+		c.err = err
+	case !found:
+		c.err = fmt.Errorf("%s has no line for %s: the volume would not be mounted after a reboot", path, mountPoint)
+	case l.UUID() == "":
+		c.err = fmt.Errorf("%s mounts %s by %s: device names change across reboots; run `monagent reconcile --only volume`", path, mountPoint, l.Source)
+	case !strings.Contains(","+l.Options+",", ",nofail,"):
+		c.err = fmt.Errorf("%s line for %s lacks nofail: a missing volume would stop the boot", path, mountPoint)
+	default:
+		c.detail = fmt.Sprintf("%s %s %s", l.Source, l.MountPoint, l.Options)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || strings.HasPrefix(fields[0], "#") || fields[1] != mountPoint {
-			continue
-		}
-		switch {
-		case !strings.HasPrefix(fields[0], "UUID="):
-			c.err = fmt.Errorf("%s mounts %s by %s: device names change across reboots; run `monagent reconcile --only volume`", path, mountPoint, fields[0])
-		case !strings.Contains(","+fields[3]+",", ",nofail,"):
-			c.err = fmt.Errorf("%s line for %s lacks nofail: a missing volume would stop the boot", path, mountPoint)
-		default:
-			c.detail = fmt.Sprintf("%s %s %s", fields[0], fields[1], fields[3])
-		}
-		return c
-	}
-	c.err = fmt.Errorf("%s has no line for %s: the volume would not be mounted after a reboot", path, mountPoint)
 	return c
 }

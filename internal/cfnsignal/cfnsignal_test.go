@@ -2,19 +2,17 @@ package cfnsignal_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/monagent/monagent/internal/cfnsignal"
+	"github.com/monagent/monagent/internal/retry"
 	"github.com/monagent/monagent/rig/awssim/cfnsim"
 	"github.com/monagent/monagent/rig/awssim/simapi"
 	"github.com/monagent/monagent/rig/awssim/simtest"
-	"github.com/monagent/monagent/internal/cfnsignal"
-	"github.com/monagent/monagent/internal/engine"
-	"github.com/monagent/monagent/internal/imds"
 	"go.uber.org/zap"
 )
 
@@ -62,15 +60,18 @@ func TestSendOutcomes(t *testing.T) {
 		status     types.ResourceSignalStatus
 		twice      bool
 		wantStack  types.StackStatus
+		want       cfnsignal.Outcome
 		wantErr    string
 		permanent  bool
 	}{
 		{name: "success completes the stack", stack: "Monitoring-Compute-production", res: "MonitoringAsg",
-			status: types.ResourceSignalStatusSuccess, wantStack: types.StackStatusCreateComplete},
-		{name: "second signal: cannot be signaled is done", stack: "Monitoring-Compute-production", res: "MonitoringAsg",
-			status: types.ResourceSignalStatusSuccess, twice: true, wantStack: types.StackStatusCreateComplete},
+			status: types.ResourceSignalStatusSuccess, wantStack: types.StackStatusCreateComplete, want: cfnsignal.Sent},
+		{name: "second signal: cannot be signaled, complete", stack: "Monitoring-Compute-production", res: "MonitoringAsg",
+			status: types.ResourceSignalStatusSuccess, twice: true, wantStack: types.StackStatusCreateComplete, want: cfnsignal.Complete},
 		{name: "failure fails the stack at once", stack: "Monitoring-Compute-production", res: "MonitoringAsg",
-			status: types.ResourceSignalStatusFailure, wantStack: types.StackStatusRollbackComplete},
+			status: types.ResourceSignalStatusFailure, wantStack: types.StackStatusRollbackComplete, want: cfnsignal.Sent},
+		{name: "after a rollback: not awaited, not a success", stack: "Monitoring-Compute-production", res: "MonitoringAsg",
+			status: types.ResourceSignalStatusFailure, twice: true, wantStack: types.StackStatusRollbackComplete, want: cfnsignal.NotAwaited},
 		{name: "unknown stack is permanent", stack: "NoSuchStack", res: "MonitoringAsg",
 			status: types.ResourceSignalStatusSuccess, wantErr: "does not exist", permanent: true},
 	}
@@ -78,19 +79,21 @@ func TestSendOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, c := setup(t)
 			s := signaler(c, tt.stack, tt.res)
-			err := s.Send(context.Background(), "i-0123456789abcdef0", tt.status)
+			got, err := s.Send(context.Background(), "i-0123456789abcdef0", tt.status)
 			if err == nil && tt.twice {
-				err = s.Send(context.Background(), "i-0123456789abcdef0", tt.status)
+				got, err = s.Send(context.Background(), "i-0123456789abcdef0", types.ResourceSignalStatusSuccess)
 			}
 			if tt.wantErr != "" {
-				var p *engine.Permanent
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || errors.As(err, &p) != tt.permanent {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || retry.IsPermanent(err) != tt.permanent {
 					t.Fatalf("err %v, want %q (permanent=%v)", err, tt.wantErr, tt.permanent)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("outcome %s, want %s", got, tt.want)
 			}
 			if got := stackStatus(t, c); got != tt.wantStack {
 				t.Fatalf("stack %s, want %s", got, tt.wantStack)
@@ -103,9 +106,8 @@ func TestAccessDeniedIsPermanent(t *testing.T) {
 	sim, c := setup(t)
 	sim.SetFault("cloudformation.SignalResource", &simapi.Fault{Count: 1, Status: 403, Code: "AccessDenied",
 		Message: "User is not authorized to perform: cloudformation:SignalResource"})
-	err := signaler(c, "Monitoring-Compute-production", "MonitoringAsg").Send(context.Background(), "i-0123456789abcdef0", types.ResourceSignalStatusSuccess)
-	var p *engine.Permanent
-	if !errors.As(err, &p) || !strings.Contains(err.Error(), "cloudformation:SignalResource") {
+	_, err := signaler(c, "Monitoring-Compute-production", "MonitoringAsg").Send(context.Background(), "i-0123456789abcdef0", types.ResourceSignalStatusSuccess)
+	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "cloudformation:SignalResource") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -113,7 +115,7 @@ func TestAccessDeniedIsPermanent(t *testing.T) {
 func TestThrottlingIsRetried(t *testing.T) {
 	sim, c := setup(t)
 	sim.SetFault("cloudformation.SignalResource", &simapi.Fault{Count: 2, Status: 400, Code: "Throttling"})
-	if err := signaler(c, "Monitoring-Compute-production", "MonitoringAsg").Send(context.Background(), "i-0123456789abcdef0", types.ResourceSignalStatusSuccess); err != nil {
+	if _, err := signaler(c, "Monitoring-Compute-production", "MonitoringAsg").Send(context.Background(), "i-0123456789abcdef0", types.ResourceSignalStatusSuccess); err != nil {
 		t.Fatal(err)
 	}
 	if got := stackStatus(t, c); got != types.StackStatusCreateComplete {
@@ -125,8 +127,8 @@ func TestThrottlingIsRetried(t *testing.T) {
 // makes Check pass for the same instance and fail for a new one.
 func TestStepOncePerInstance(t *testing.T) {
 	_, c := setup(t)
-	id := &imds.Identity{InstanceID: "i-0123456789abcdef0"}
-	step := &cfnsignal.Step{Signaler: signaler(c, "Monitoring-Compute-production", "MonitoringAsg"), ID: id}
+	const id = "i-0123456789abcdef0"
+	step := &cfnsignal.Step{Signaler: signaler(c, "Monitoring-Compute-production", "MonitoringAsg"), InstanceID: id}
 	ctx := context.Background()
 	if ok, _ := step.Check(ctx); ok {
 		t.Fatal("converged before signalling")
@@ -135,14 +137,39 @@ func TestStepOncePerInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	memo := step.Memo()
-	next := &cfnsignal.Step{Signaler: step.Signaler, ID: id}
+	next := &cfnsignal.Step{Signaler: step.Signaler, InstanceID: id}
 	next.Restore(memo)
 	if ok, _ := next.Check(ctx); !ok {
 		t.Fatalf("memo %v not honoured", memo)
 	}
-	replaced := &cfnsignal.Step{Signaler: step.Signaler, ID: &imds.Identity{InstanceID: "i-0fedcba9876543210"}}
+	if !cfnsignal.Settled(memo, id) || cfnsignal.Settled(memo, "i-0fedcba9876543210") {
+		t.Fatalf("Settled disagrees with the memo %v", memo)
+	}
+	replaced := &cfnsignal.Step{Signaler: step.Signaler, InstanceID: "i-0fedcba9876543210"}
 	replaced.Restore(memo)
 	if ok, _ := replaced.Check(ctx); ok {
 		t.Fatal("a new instance inherited the old one's signal")
+	}
+}
+
+// A stack that rolled back is settled for the step (nothing can be sent),
+// but the memo and the warning say SUCCESS was not counted.
+func TestStepAfterRollbackIsNotAwaited(t *testing.T) {
+	_, c := setup(t)
+	const id = "i-0123456789abcdef0"
+	sig := signaler(c, "Monitoring-Compute-production", "MonitoringAsg")
+	if _, err := sig.Send(context.Background(), id, types.ResourceSignalStatusFailure); err != nil {
+		t.Fatal(err)
+	}
+	step := &cfnsignal.Step{Signaler: sig, InstanceID: id}
+	if err := step.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	memo := step.Memo()
+	if memo["outcome"] != string(cfnsignal.NotAwaited) || !strings.Contains(step.Warning(), "rolled back") {
+		t.Fatalf("memo %v, warning %q", memo, step.Warning())
+	}
+	if ok, _ := step.Check(context.Background()); !ok {
+		t.Fatal("a not-awaited signal is sent again on the next run")
 	}
 }

@@ -1,6 +1,7 @@
 // Package command runs external programs. Every program monagent starts goes
-// through Runner so that its argv is logged and, on failure, its output
-// travels inside the returned error.
+// through a Runner so that its argv is logged, it has a timeout, a
+// cancelled run asks it to stop with SIGTERM rather than killing it
+// mid-write, and on failure its output travels inside the returned error.
 package command
 
 import (
@@ -8,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,9 +21,37 @@ import (
 // maxOutput bounds how much of a command's output is kept in an error.
 const maxOutput = 4096
 
-// Runner starts programs and logs them.
-type Runner struct {
-	Log *zap.Logger
+// DefaultTimeout bounds a command that sets no timeout of its own.
+const DefaultTimeout = 2 * time.Minute
+
+// stopGrace is how long a program has to exit after SIGTERM before it is
+// killed.
+const stopGrace = 10 * time.Second
+
+// Cmd is one program to run.
+type Cmd struct {
+	Name  string
+	Args  []string
+	Stdin []byte
+	// Env is added to the agent's environment (KEY=VALUE).
+	Env []string
+	// Timeout bounds the run; zero means DefaultTimeout.
+	Timeout time.Duration
+	// Uninterruptible commands (mkfs, mount), once started, run to the end
+	// under their own Timeout even when the run is cancelled: stopping
+	// them halfway would leave the disk in a state no one chose.
+	Uninterruptible bool
+}
+
+// New is a Cmd with the default timeout.
+func New(name string, args ...string) Cmd { return Cmd{Name: name, Args: args} }
+
+// Argv is the command line, as logged.
+func (c Cmd) Argv() []string { return append([]string{c.Name}, c.Args...) }
+
+// Runner starts programs. Exec is the real one; tests may stand in.
+type Runner interface {
+	Run(ctx context.Context, c Cmd) (Result, error)
 }
 
 // Result is what a finished program left behind.
@@ -30,7 +61,8 @@ type Result struct {
 	ExitCode int
 }
 
-// Error describes a program that could not start or exited non-zero.
+// Error describes a program that could not start, timed out or exited
+// non-zero.
 type Error struct {
 	Argv     []string
 	ExitCode int // -1 when the program did not start or was killed
@@ -63,27 +95,43 @@ func ExitCode(err error) int {
 	return -1
 }
 
-// Run starts name with args, waits for it and returns its output. A non-zero
-// exit is an *Error that carries stdout and stderr. Arguments are logged, so
-// never pass a secret in argv: give it on stdin with RunInput.
-func (r Runner) Run(ctx context.Context, name string, args ...string) (Result, error) {
-	return r.RunInput(ctx, nil, name, args...)
+// Exec runs programs on this host and logs each one at info with its argv.
+// Never pass a secret in argv: give it on Stdin.
+type Exec struct {
+	Log *zap.Logger
 }
 
-// RunInput is Run with stdin.
-func (r Runner) RunInput(ctx context.Context, stdin []byte, name string, args ...string) (Result, error) {
-	argv := append([]string{name}, args...)
-	log := r.logger()
-	log.Debug("exec", zap.Strings("argv", argv))
+// Run starts c, waits for it and returns its output. A non-zero exit is an
+// *Error that carries stdout and stderr.
+func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
+	log := r.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	argv := c.Argv()
+	log.Info("exec", zap.Strings("argv", argv))
+	parent := ctx
+	if c.Uninterruptible {
+		parent = context.WithoutCancel(ctx)
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	cctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
 
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.WaitDelay = 5 * time.Second
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
+	cmd := exec.CommandContext(cctx, c.Name, c.Args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = stopGrace
+	if len(c.Env) > 0 {
+		cmd.Env = append(os.Environ(), c.Env...)
+	}
+	if c.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(c.Stdin)
 	}
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 
 	start := time.Now()
 	err := cmd.Run()
@@ -92,8 +140,11 @@ func (r Runner) RunInput(ctx context.Context, stdin []byte, name string, args ..
 		log.Debug("exec done", zap.Strings("argv", argv), zap.Duration("duration", time.Since(start)))
 		return res, nil
 	}
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil && !c.Uninterruptible:
 		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	case cctx.Err() != nil:
+		err = fmt.Errorf("timed out after %v (%w)", timeout, err)
 	}
 	cerr := &Error{
 		Argv:     argv,
@@ -102,16 +153,9 @@ func (r Runner) RunInput(ctx context.Context, stdin []byte, name string, args ..
 		Stderr:   clip(stderr.String()),
 		Err:      err,
 	}
-	log.Info("exec failed", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode),
-		zap.String("stderr", cerr.Stderr), zap.String("stdout", cerr.Stdout))
+	log.Warn("exec failed", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode),
+		zap.Duration("duration", time.Since(start)), zap.String("stderr", cerr.Stderr), zap.String("stdout", cerr.Stdout))
 	return res, cerr
-}
-
-func (r Runner) logger() *zap.Logger {
-	if r.Log == nil {
-		return zap.NewNop()
-	}
-	return r.Log
 }
 
 func clip(s string) string {

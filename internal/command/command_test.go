@@ -3,38 +3,38 @@ package command
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestRun(t *testing.T) {
 	tests := []struct {
 		name     string
-		argv     []string
-		stdin    string
+		cmd      Cmd
 		wantCode int
 		wantOut  string
 		wantErr  []string
 	}{
-		{"success", []string{"sh", "-c", "echo hello"}, "", 0, "hello\n", nil},
-		{"stdin", []string{"cat"}, "from stdin", 0, "from stdin", nil},
-		{"exit status and output in error", []string{"sh", "-c", "echo partial; echo 'it broke' >&2; exit 3"}, "", 3, "partial\n",
+		{"success", New("sh", "-c", "echo hello"), 0, "hello\n", nil},
+		{"stdin", Cmd{Name: "cat", Stdin: []byte("from stdin")}, 0, "from stdin", nil},
+		{"env added", Cmd{Name: "sh", Args: []string{"-c", "echo $DEBIAN_FRONTEND"}, Env: []string{"DEBIAN_FRONTEND=noninteractive"}}, 0, "noninteractive\n", nil},
+		{"exit status and output in error", New("sh", "-c", "echo partial; echo 'it broke' >&2; exit 3"), 3, "partial\n",
 			[]string{"sh -c", "exit status 3", "stderr: it broke", "stdout: partial"}},
-		{"missing program", []string{"/nonexistent/prog"}, "", -1, "", []string{"/nonexistent/prog"}},
+		{"missing program", New("/nonexistent/prog"), -1, "", []string{"/nonexistent/prog"}},
+		{"timeout", Cmd{Name: "sleep", Args: []string{"30"}, Timeout: 100 * time.Millisecond}, -1, "", []string{"sleep 30", "timed out after 100ms"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			core, logs := observer.New(zap.DebugLevel)
-			r := Runner{Log: zap.New(core)}
-			var stdin []byte
-			if tt.stdin != "" {
-				stdin = []byte(tt.stdin)
-			}
-			res, err := r.RunInput(context.Background(), stdin, tt.argv[0], tt.argv[1:]...)
+			res, err := Exec{Log: zap.New(core)}.Run(context.Background(), tt.cmd)
 			if string(res.Stdout) != tt.wantOut {
 				t.Errorf("stdout %q, want %q", res.Stdout, tt.wantOut)
 			}
@@ -49,28 +49,68 @@ func TestRun(t *testing.T) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
 			}
-			if logs.FilterMessage("exec").Len() != 1 {
-				t.Errorf("argv not logged: %v", logs.All())
+			// Every command is logged with its argv at info, the level a
+			// production journal keeps.
+			execs := logs.FilterMessage("exec").FilterLevelExact(zapcore.InfoLevel).All()
+			if len(execs) != 1 || !strings.Contains(fmt.Sprint(execs[0].ContextMap()["argv"]), tt.cmd.Name) {
+				t.Errorf("argv not logged at info: %v", logs.All())
 			}
 		})
 	}
 }
 
-func TestRunCancelled(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
+// A cancelled run asks the program to stop with SIGTERM, so a package
+// manager can finish its write; it does not SIGKILL it.
+func TestCancelSendsSIGTERM(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "got-term")
+	script := "trap 'echo term >" + marker + "; exit 143' TERM; echo started; while :; do sleep 0.05; done"
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
 	start := time.Now()
-	_, err := Runner{}.Run(ctx, "sleep", "30")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("want deadline exceeded, got %v", err)
+	_, err := Exec{}.Run(ctx, New("sh", "-c", script))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("cancel took %v", d)
+		t.Fatalf("stopping took %v", d)
+	}
+	if b, err := os.ReadFile(marker); err != nil || strings.TrimSpace(string(b)) != "term" {
+		t.Fatalf("program did not get SIGTERM: %q %v", b, err)
+	}
+}
+
+// mkfs and mount, once started, finish even when the run is cancelled.
+func TestUninterruptibleFinishes(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "done")
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	_, err := Exec{}.Run(ctx, Cmd{Name: "sh", Args: []string{"-c", "sleep 0.5; echo done >" + marker},
+		Uninterruptible: true, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("uninterruptible command failed: %v", err)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the run was not cancelled while the command ran")
+	}
+	if b, err := os.ReadFile(marker); err != nil || strings.TrimSpace(string(b)) != "done" {
+		t.Fatalf("command did not finish: %q %v", b, err)
+	}
+}
+
+// Its own timeout still bounds an uninterruptible command.
+func TestUninterruptibleStillTimesOut(t *testing.T) {
+	start := time.Now()
+	_, err := Exec{}.Run(context.Background(), Cmd{Name: "sleep", Args: []string{"30"}, Uninterruptible: true, Timeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("want timeout, got %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
 	}
 }
 
 func TestOutputIsClipped(t *testing.T) {
-	_, err := Runner{}.Run(context.Background(), "sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1")
+	_, err := Exec{}.Run(context.Background(), New("sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1"))
 	if err == nil || len(err.Error()) > 2*maxOutput {
 		t.Fatalf("error not clipped: %d bytes", len(err.Error()))
 	}

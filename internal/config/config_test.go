@@ -441,3 +441,49 @@ func TestAliasBombIsBounded(t *testing.T) {
 		t.Errorf("error = %v, want too many aliases", e)
 	}
 }
+
+// A file over MaxSize is refused by its size, before any parsing.
+func TestOversizeFileIsRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "big.yaml")
+	doc := "prefix: p\n# " + strings.Repeat("x", MaxSize) + "\n"
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "larger than") || !strings.Contains(err.Error(), p) {
+		t.Fatalf("Load = %v; want a size error naming the file", err)
+	}
+}
+
+// Many '{' closed by one '}' at the end used to make placeholder scanning
+// quadratic: 1 MiB of them took 26 s. The largest file accepted now parses
+// at the speed of the YAML library (0.04 s here); the bound below is a
+// hang guard, 100 times that, which the quadratic scan missed (10 s).
+func TestManyOpenBracesParseFast(t *testing.T) {
+	for _, fill := range []string{"{", "{a{", "${", "{a "} {
+		n := (MaxSize - 64) / len(fill)
+		// The closing brace at the end is what made every '{' scan to it.
+		doc := "prefix: p\nenv:\n  A: {value: '" + strings.Repeat(fill, n) + "}'}\n"
+		done := make(chan error, 1)
+		go func() { _, err := Parse([]byte(doc)); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%q×%d: %v", fill, n, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q×%d: parsing did not finish in 5s", fill, n)
+		}
+	}
+}
+
+func BenchmarkExpandOpenBraces(b *testing.B) {
+	s := strings.Repeat("{", MaxSize-1) + "}"
+	keep := func(name string) (string, *problem) { return name, nil }
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		if _, p := expandString(s, keep); p != nil {
+			b.Fatal(p)
+		}
+	}
+}

@@ -31,10 +31,19 @@ const (
 
 var durationType = reflect.TypeFor[Duration]()
 
+// MaxSize bounds the configuration file: a real one is a few KiB, and
+// a file of megabytes is a mistake that must not cost minutes to parse.
+const MaxSize = 1 << 20
+
 // Load reads the configuration file at path and parses it with Parse.
 // Every error names the file.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, readError(path, err)
 	}
@@ -69,6 +78,10 @@ func Parse(data []byte) (*Config, error) {
 }
 
 func parse(data []byte) (*Config, []*Error) {
+	if len(data) > MaxSize {
+		return nil, []*Error{{Problem: fmt.Sprintf("is larger than %d bytes", MaxSize),
+			Want: "a configuration file of at most 1 MiB (a real one is a few KiB)"}}
+	}
 	root, err := parseNode(data)
 	if err != nil {
 		return nil, []*Error{err}

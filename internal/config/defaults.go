@@ -60,7 +60,12 @@ func rawDefaults() *Config {
 			"/{prefix}/loki/endpoint":  "http://{private_ip}:3100/loki/api/v1/push",
 			"/{prefix}/tempo/endpoint": "http://{private_ip}:4317",
 		},
-		Metrics: Metrics{TextfileDir: "/opt/monitoring/node-exporter/textfile"},
+		// The textfile directory lives outside bundle.dir, which the bundle
+		// step replaces; the seed stack's node-exporter mounts the link.
+		Metrics: Metrics{
+			TextfileDir:  "/var/lib/node_exporter/textfile_collector",
+			TextfileLink: "/opt/monitoring/node-exporter/textfile",
+		},
 		AWS: AWS{
 			CallTimeout: Duration{30 * time.Second},
 			MaxAttempts: 8,

@@ -139,7 +139,9 @@ func (c *Config) lookup(key string, instance func(string) (string, *problem)) fu
 
 // expandString replaces each {name} in s, where name is an identifier,
 // with lookup(name). Other braces are text, and ${name} is left alone
-// because Compose interpolates it in .env values.
+// because Compose interpolates it in .env values. It reads s once, left to
+// right: the identifier after a '{' ends at the first character that
+// cannot be in one, so no byte is scanned more than twice.
 func expandString(s string, lookup func(string) (string, *problem)) (string, *problem) {
 	var b strings.Builder
 	for {
@@ -147,26 +149,37 @@ func expandString(s string, lookup func(string) (string, *problem)) (string, *pr
 		if i < 0 {
 			break
 		}
-		j := strings.IndexByte(s[i:], '}')
-		if j < 0 {
-			break
-		}
-		name := s[i+1 : i+j]
-		if (i > 0 && s[i-1] == '$') || !isIdentifier(name) {
+		n := identifierLen(s[i+1:])
+		closed := n > 0 && i+1+n < len(s) && s[i+1+n] == '}'
+		if !closed || (i > 0 && s[i-1] == '$') {
 			b.WriteString(s[:i+1])
 			s = s[i+1:]
 			continue
 		}
-		val, p := lookup(name)
+		val, p := lookup(s[i+1 : i+1+n])
 		if p != nil {
 			return "", p
 		}
 		b.WriteString(s[:i])
 		b.WriteString(val)
-		s = s[i+j+1:]
+		s = s[i+n+2:]
 	}
 	b.WriteString(s)
 	return b.String(), nil
+}
+
+// identifierLen is the length of the identifier s starts with, 0 if none.
+func identifierLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && '0' <= c && c <= '9':
+		default:
+			return i
+		}
+	}
+	return len(s)
 }
 
 // rewriter deep-copies a Config, passing every string through f.

@@ -91,6 +91,9 @@ type Compose struct {
 // Metrics is the node-exporter textfile output.
 type Metrics struct {
 	TextfileDir string `yaml:"textfile_dir"`
+	// TextfileLink, when set, is kept as a symlink to TextfileDir, for a
+	// stack whose node-exporter mounts the textfile directory from there.
+	TextfileLink string `yaml:"textfile_link"`
 }
 
 // AWS tunes every AWS call.

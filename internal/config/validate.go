@@ -59,7 +59,7 @@ func check(c *Config, lines map[string]int) []*Error {
 	k.env()
 	k.compose()
 	k.endpoints()
-	k.absDir("metrics.textfile_dir", c.Metrics.TextfileDir, "/opt/monitoring/node-exporter/textfile")
+	k.metrics()
 	k.aws()
 	return k.errs
 }
@@ -123,7 +123,7 @@ func (k *checker) stack() {
 func (k *checker) volume() {
 	v := k.c.Volume
 	switch {
-	case v.ID != "" && !volumeIDRE.MatchString(v.ID):
+	case v.ID != "" && !IsVolumeID(v.ID):
 		k.fail("volume.id", v.ID, "is not a volume id", `"vol-" followed by 8 or 17 lowercase hex digits`)
 	case v.ID == "" && v.IDParameter == "":
 		k.fail("volume.id_parameter", "", "is empty while volume.id is empty too", "the SSM parameter holding the volume id, such as /{prefix}/ebs/volume-id, or volume.id")
@@ -280,6 +280,31 @@ func (k *checker) endpoints() {
 	}
 }
 
+// metrics keeps the textfile directory out of the stack directory: the
+// bundle step replaces that directory whole.
+func (k *checker) metrics() {
+	m, stack := k.c.Metrics, k.sample("bundle.dir", k.c.Bundle.Dir)
+	const example = "/var/lib/node_exporter/textfile_collector"
+	k.absDir("metrics.textfile_dir", m.TextfileDir, example)
+	if dir := k.sample("metrics.textfile_dir", m.TextfileDir); within(dir, stack) {
+		k.fail("metrics.textfile_dir", m.TextfileDir, "is inside bundle.dir ("+k.c.Bundle.Dir+"), which the bundle step replaces",
+			"a directory outside it, such as "+example+", with metrics.textfile_link pointing a path in the stack at it")
+	}
+	if m.TextfileLink == "" {
+		return
+	}
+	k.absDir("metrics.textfile_link", m.TextfileLink, "/opt/monitoring/node-exporter/textfile")
+	link, dir := k.sample("metrics.textfile_link", m.TextfileLink), k.sample("metrics.textfile_dir", m.TextfileDir)
+	if within(link, dir) || within(dir, link) {
+		k.fail("metrics.textfile_link", m.TextfileLink, "overlaps metrics.textfile_dir", `a path of its own, or "" for no link`)
+	}
+}
+
+// within reports whether p is dir or a path below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
 func (k *checker) aws() {
 	k.duration("aws.call_timeout", k.c.AWS.CallTimeout)
 	if n := k.c.AWS.MaxAttempts; n < 1 || n > 100 {
@@ -352,6 +377,10 @@ func (k *checker) duration(key string, d Duration) {
 		k.fail(key, d.String(), "is not positive", "a duration greater than zero, such as 90s")
 	}
 }
+
+// IsVolumeID reports whether s is an EBS volume id: the old 8-digit and
+// the current 17-digit forms.
+func IsVolumeID(s string) bool { return volumeIDRE.MatchString(s) }
 
 // isIdentifier reports whether s is a shell variable name, which is also
 // the syntax of a placeholder name.

@@ -7,13 +7,12 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
-	"github.com/monagent/monagent/internal/engine"
+	"github.com/monagent/monagent/internal/retry"
 )
 
 // kmsPermissions are what the instance role needs on a customer-managed key
@@ -60,8 +59,8 @@ func (s *Step) describe(ctx context.Context, volID string) (types.Volume, error)
 	out, err := s.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{volID}})
 	if err != nil {
 		err = fmt.Errorf("volume: describe %s: %w", volID, err)
-		if apiCode(err) == "InvalidVolume.NotFound" {
-			return types.Volume{}, engine.PermanentError(fmt.Errorf("%w (check volume.id or the SSM parameter, and the region)", err))
+		if retry.Code(err) == "InvalidVolume.NotFound" {
+			return types.Volume{}, retry.PermanentError(fmt.Errorf("%w (check volume.id or the SSM parameter, and the region)", err))
 		}
 		return types.Volume{}, err
 	}
@@ -70,20 +69,20 @@ func (s *Step) describe(ctx context.Context, volID string) (types.Volume, error)
 			return v, nil
 		}
 	}
-	return types.Volume{}, engine.PermanentError(fmt.Errorf("volume: %s does not exist in region %s (check volume.id or the SSM parameter)", volID, s.id.Region))
+	return types.Volume{}, retry.PermanentError(fmt.Errorf("volume: %s does not exist in region %s (check volume.id or the SSM parameter)", volID, s.id.Region))
 }
 
 // checkVolume fails permanently for a volume this instance can never use.
 func (s *Step) checkVolume(vol types.Volume) error {
 	volID := aws.ToString(vol.VolumeId)
 	if az := aws.ToString(vol.AvailabilityZone); az != "" && az != s.id.AZ {
-		return engine.PermanentError(fmt.Errorf(
+		return retry.PermanentError(fmt.Errorf(
 			"volume: %s is in availability zone %s but this instance %s is in %s; the volume and the instance's subnet must be in the same availability zone: launch the instance in a subnet of %s (or snapshot the volume and restore it in %s)",
 			volID, az, s.id.InstanceID, s.id.AZ, az, s.id.AZ))
 	}
 	switch vol.State {
 	case types.VolumeStateError, types.VolumeStateDeleting, types.VolumeStateDeleted:
-		return engine.PermanentError(fmt.Errorf("volume: %s is in state %q and cannot be attached", volID, vol.State))
+		return retry.PermanentError(fmt.Errorf("volume: %s is in state %q and cannot be attached", volID, vol.State))
 	}
 	return nil
 }
@@ -93,11 +92,11 @@ func (s *Step) checkVolume(vol types.Volume) error {
 // still be terminating while the new one boots.
 func (s *Step) waitAvailable(ctx context.Context, vol types.Volume) (types.Volume, error) {
 	volID := aws.ToString(vol.VolumeId)
-	timeout := orDefault(s.cfg.WaitAvailable, defaultWaitAvailable)
+	timeout := s.cfg.WaitAvailable.Duration
 	s.log.Info("volume is not available, waiting", zap.String("volume_id", volID),
 		zap.String("held_by", describeHolder(vol)), zap.Duration("timeout", timeout))
 	last := vol
-	err := s.poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+	err := retry.Poll(ctx, s.backoff, timeout, s.log, func(ctx context.Context) (bool, error) {
 		v, err := s.describe(ctx, volID)
 		if err != nil {
 			return false, err
@@ -108,10 +107,16 @@ func (s *Step) waitAvailable(ctx context.Context, vol types.Volume) (types.Volum
 		last = v
 		return free(v) || attachment(v, s.id.InstanceID, types.VolumeAttachmentStateAttached) != nil, nil
 	})
-	if errors.Is(err, errTimeout) {
-		return last, fmt.Errorf(
+	if errors.Is(err, retry.ErrTimeout) {
+		err = fmt.Errorf(
 			"volume: %s is still %s, %w; if that instance is terminating (rolling update) run again once it is gone, otherwise detach the volume from it (aws ec2 detach-volume --volume-id %s) or raise volume.wait_available",
 			volID, describeHolder(last), err, volID)
+		if retry.Retryable(err) {
+			return last, err // AWS did not answer: not the holder's fault
+		}
+		// The holder never let go: a restart every 30 s would only wait
+		// again; the operator decides (the timer retries later).
+		return last, retry.PermanentError(err)
 	}
 	if err != nil {
 		return last, fmt.Errorf("volume: wait for %s to become available: %w", volID, err)
@@ -133,16 +138,18 @@ func (s *Step) attach(ctx context.Context, vol types.Volume) error {
 		return nil
 	}
 	err = fmt.Errorf("volume: attach %s to %s at %s: %w", volID, s.id.InstanceID, s.cfg.Device, err)
-	code := apiCode(err)
+	code := retry.Code(err)
 	switch {
 	case isKMSError(err):
 		return kmsError(vol, err)
 	case code == "UnauthorizedOperation" || code == "AccessDenied" || code == "AccessDeniedException":
-		return engine.PermanentError(fmt.Errorf("%w; the instance role needs ec2:AttachVolume and ec2:DescribeVolumes on this volume", err))
+		return retry.PermanentError(fmt.Errorf("%w; the instance role needs ec2:AttachVolume and ec2:DescribeVolumes on this volume", err))
+	case code == "InvalidInstanceID.NotFound":
+		return retry.PermanentError(fmt.Errorf("%w; instance metadata and EC2 disagree about this instance: check the region (region, AWS_REGION) and the endpoint settings", err))
 	case code == "InvalidVolume.ZoneMismatch":
-		return engine.PermanentError(fmt.Errorf("%w; the volume and the instance's subnet must be in the same availability zone", err))
+		return retry.PermanentError(fmt.Errorf("%w; the volume and the instance's subnet must be in the same availability zone", err))
 	case code == "InvalidParameterValue" && strings.Contains(strings.ToLower(err.Error()), "in use"):
-		return engine.PermanentError(fmt.Errorf("%w; another volume uses device %s on this instance: set volume.device to a free name", err, s.cfg.Device))
+		return retry.PermanentError(fmt.Errorf("%w; another volume uses device %s on this instance: set volume.device to a free name", err, s.cfg.Device))
 	}
 	return err
 }
@@ -154,12 +161,12 @@ func (s *Step) attach(ctx context.Context, vol types.Volume) error {
 func (s *Step) waitAttached(ctx context.Context, vol types.Volume) error {
 	volID := aws.ToString(vol.VolumeId)
 	me := s.id.InstanceID
-	timeout := orDefault(s.cfg.AttachTimeout, defaultAttachTimeout)
+	timeout := s.cfg.AttachTimeout.Duration
 	last := vol
 	seen := attachment(vol, me, types.VolumeAttachmentStateAttaching) != nil
 	missing := 0
 	var stop error
-	err := s.poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+	err := retry.Poll(ctx, s.backoff, timeout, s.log, func(ctx context.Context) (bool, error) {
 		v, err := s.describe(ctx, volID)
 		if err != nil {
 			return false, err
@@ -189,7 +196,7 @@ func (s *Step) waitAttached(ctx context.Context, vol types.Volume) error {
 		return nil
 	case stop != nil && errors.Is(err, stop):
 		return err
-	case errors.Is(err, errTimeout):
+	case errors.Is(err, retry.ErrTimeout):
 		hint := ""
 		if aws.ToBool(last.Encrypted) {
 			hint = fmt.Sprintf("; the volume is encrypted with KMS key %s: with a customer-managed key the instance role needs %s on it", kmsKey(last), kmsPermissions)
@@ -212,7 +219,7 @@ func fallbackError(vol types.Volume, me, device string) error {
 
 // kmsError is the permanent error of seed section 4.
 func kmsError(vol types.Volume, cause error) error {
-	return engine.PermanentError(fmt.Errorf(
+	return retry.PermanentError(fmt.Errorf(
 		"volume: %s cannot be attached because it is encrypted with KMS key %s, which this instance cannot use (%w). "+
 			"Grant the instance role these permissions on that key: %s. "+
 			"This only shows with a customer-managed key; the AWS-managed aws/ebs key needs no grant, so an environment without customer-managed keys works with the same role",
@@ -246,29 +253,6 @@ func isKMSError(err error) bool {
 		return true
 	}
 	return false
-}
-
-// apiCode is the AWS error code inside err, or "".
-func apiCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-// transient reports whether waiting and asking again can help: throttling,
-// 5xx, connection errors.
-func transient(err error) bool {
-	var p *engine.Permanent
-	if errors.As(err, &p) {
-		return false
-	}
-	if retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary {
-		return true
-	}
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorFault() == smithy.FaultServer
 }
 
 // attachment returns the attachment of vol to instanceID in state ("" for

@@ -3,6 +3,7 @@ package ebs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -12,13 +13,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
-	"github.com/monagent/monagent/internal/engine"
 	"github.com/monagent/monagent/internal/imds"
+	"github.com/monagent/monagent/internal/retry"
+	"github.com/monagent/monagent/internal/ssmparam"
 )
 
 const (
@@ -85,16 +87,24 @@ func (f *fakeEC2) counts() (describes, attaches int) {
 	return f.describes, len(f.attaches)
 }
 
-type fakeSSM struct {
+// fakeParams answers parameter reads from a map; err, when set, answers
+// every read.
+type fakeParams struct {
 	values map[string]string
+	err    error
+	reads  int
 }
 
-func (f fakeSSM) GetParameter(_ context.Context, in *ssm.GetParameterInput, _ ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
-	v, ok := f.values[aws.ToString(in.Name)]
-	if !ok {
-		return nil, &smithy.GenericAPIError{Code: "ParameterNotFound", Message: "not found"}
+func (f *fakeParams) Get(_ context.Context, name string, _ ...func(*ssm.Options)) (ssmparam.Parameter, error) {
+	f.reads++
+	if f.err != nil {
+		return ssmparam.Parameter{}, f.err
 	}
-	return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Name: in.Name, Value: aws.String(v)}}, nil
+	v, ok := f.values[name]
+	if !ok {
+		return ssmparam.Parameter{}, fmt.Errorf("SSM parameter %s: %w", name, ssmparam.ErrNotFound)
+	}
+	return ssmparam.Parameter{Name: name, Value: v}, nil
 }
 
 type volOpt func(*types.Volume)
@@ -139,21 +149,39 @@ func elsewhere() answer {
 }
 func throttled() answer { return apiErr("RequestLimitExceeded", "Request limit exceeded.") }
 
+// volumeConfig is the default volume configuration with the fields of
+// override that are set.
+func volumeConfig(override config.Volume) config.Volume {
+	c := config.Defaults().Volume
+	c.ID, c.IDParameter = override.ID, override.IDParameter
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&c.Device, override.Device}, {&c.MountPoint, override.MountPoint}, {&c.FSType, override.FSType},
+		{&c.MountOptions, override.MountOptions}, {&c.Owner, override.Owner},
+	} {
+		if f.src != "" {
+			*f.dst = f.src
+		}
+	}
+	return c
+}
+
 func testStep(t *testing.T, f *fakeEC2, cfg config.Volume) *Step {
 	t.Helper()
-	if cfg.MountPoint == "" {
-		cfg.MountPoint = "/data"
-	}
+	cfg = volumeConfig(cfg)
 	cfg.WaitAvailable = config.Duration{Duration: 300 * time.Millisecond}
 	cfg.AttachTimeout = config.Duration{Duration: 300 * time.Millisecond}
 	cfg.DeviceTimeout = config.Duration{Duration: 300 * time.Millisecond}
 	return New(cfg, Options{
 		Root:     t.TempDir(),
-		Identity: &imds.Identity{InstanceID: me, Region: "eu-west-1", AZ: myAZ},
+		Identity: imds.Identity{InstanceID: me, Region: "eu-west-1", AZ: myAZ},
 		EC2:      f,
-		SSM:      fakeSSM{values: map[string]string{"/mon/ebs/volume-id": testVolID, "/mon/bad": "vol-xyz"}},
+		Params:   &fakeParams{values: map[string]string{"/mon/ebs/volume-id": testVolID, "/mon/bad": "vol-xyz"}},
+		Run:      command.Exec{},
 		Log:      zaptest.NewLogger(t),
-		Backoff:  Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond},
+		Backoff:  retry.Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond},
 	})
 }
 
@@ -193,9 +221,10 @@ func TestEnsureAttached(t *testing.T) {
 			wantMinPolls: 6,
 		},
 		{
-			name:    "never released",
-			before:  []answer{elsewhere()},
-			wantErr: []string{other, "timed out", "wait_available", "detach-volume"},
+			name:          "never released",
+			before:        []answer{elsewhere()},
+			wantErr:       []string{other, "timed out", "wait_available", "detach-volume"},
+			wantPermanent: true,
 		},
 		{
 			name:         "throttled while waiting",
@@ -300,8 +329,7 @@ func TestEnsureAttached(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
 			}
-			var p *engine.Permanent
-			if got := errors.As(err, &p); got != tt.wantPermanent {
+			if got := retry.IsPermanent(err); got != tt.wantPermanent {
 				t.Errorf("permanent = %v, want %v (%v)", got, tt.wantPermanent, err)
 			}
 		})
@@ -310,7 +338,7 @@ func TestEnsureAttached(t *testing.T) {
 
 func TestEnsureAttachedCancelled(t *testing.T) {
 	f := &fakeEC2{before: []answer{elsewhere()}}
-	s := testStep(t, f, config.Volume{ID: testVolID, WaitAvailable: config.Duration{Duration: time.Hour}})
+	s := testStep(t, f, config.Volume{ID: testVolID})
 	s.cfg.WaitAvailable = config.Duration{Duration: time.Hour}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -342,6 +370,9 @@ func TestVolumeID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := testStep(t, &fakeEC2{}, tt.cfg)
+			if tt.cfg.ID == "" && tt.cfg.IDParameter == "" {
+				s.cfg.ID, s.cfg.IDParameter = "", ""
+			}
 			got, err := s.volumeID(context.Background())
 			if tt.want != "" {
 				if err != nil || got != tt.want {
@@ -349,8 +380,7 @@ func TestVolumeID(t *testing.T) {
 				}
 				return
 			}
-			var p *engine.Permanent
-			if !errors.As(err, &p) {
+			if !retry.IsPermanent(err) {
 				t.Fatalf("volumeID = %q, %v; want a permanent error", got, err)
 			}
 		})

@@ -7,58 +7,107 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 
 	"go.uber.org/zap"
 
-	"github.com/monagent/monagent/internal/engine"
+	"github.com/monagent/monagent/internal/retry"
 )
 
 // ErrDeviceNotFound means no device node for the volume exists (yet).
 var ErrDeviceNotFound = errors.New("no device for the volume")
 
+// Proof is how a device was tied to the volume.
+type Proof int
+
+const (
+	// byID: the EBS by-id link or the NVMe serial names the volume.
+	byID Proof = iota
+	// byName: only the configured device name (Xen instances, loop
+	// devices) points at it.
+	byName
+)
+
 // FindDevice returns the block device of volume volID, with symlinks
-// resolved. It looks, in order, at the EBS NVMe link in
-// <root>/dev/disk/by-id, at the serials of NVMe controllers in
-// <root>/sys/class/nvme, and at the configured device name (e.g. /dev/xvdf)
-// and its /dev/sd* or /dev/xvd* twin: on Nitro instances the requested name
-// is at best a udev symlink, so the volume id is the only stable key. When
-// sysfs has a serial for the device found, it must name volID.
-func FindDevice(root, volID, configured string) (string, error) {
-	for _, cand := range deviceCandidates(root, volID, configured) {
-		dev, err := filepath.EvalSymlinks(cand)
+// resolved, and how it was found. It looks, in order, at the EBS NVMe link
+// in <root>/dev/disk/by-id, at the serials of block devices in
+// <root>/sys/class/block (every NVMe namespace, whatever its number, and
+// the heads of native multipath), and at the configured device name (e.g.
+// /dev/xvdf) and its /dev/sd* or /dev/xvd* twin: on Nitro instances the
+// requested name is at best a udev symlink, so the volume id is the only
+// stable key. When sysfs has a serial for the device found by name, it
+// must name volID.
+func FindDevice(root, volID, configured string) (string, Proof, error) {
+	link := filepath.Join(root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(volID))
+	if dev, err := resolve(link); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return dev, byID, err
+	}
+	if dev := findBySerial(root, volID); dev != "" {
+		return dev, byID, nil
+	}
+	for _, cand := range nameCandidates(root, configured) {
+		dev, err := resolve(cand)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("volume: resolve %s: %w", cand, err)
+			return "", byName, err
 		}
 		if err := checkSerial(root, volID, cand, dev); err != nil {
-			return "", err
+			return "", byName, err
 		}
-		return dev, nil
+		return dev, byName, nil
 	}
-	return "", fmt.Errorf("volume: %s: %w", volID, ErrDeviceNotFound)
+	return "", byName, fmt.Errorf("volume: %s: %w", volID, ErrDeviceNotFound)
 }
 
-// deviceCandidates lists the paths that may name the volume, best first.
-func deviceCandidates(root, volID, configured string) []string {
-	serial := nvmeSerial(volID)
-	c := []string{filepath.Join(root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+serial)}
-	ctrls, _ := filepath.Glob(filepath.Join(root, "sys", "class", "nvme", "*", "serial"))
-	for _, p := range ctrls {
-		b, err := os.ReadFile(p)
-		if err != nil || normalizeSerial(string(b)) != serial {
+func resolve(path string) (string, error) {
+	dev, err := filepath.EvalSymlinks(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("volume: resolve %s: %w", path, err)
+	}
+	return dev, err
+}
+
+// pathDevice matches the hidden per-path devices of NVMe native multipath
+// (nvme0c1n1); their head (nvme0n1) is the device to use.
+var pathDevice = regexp.MustCompile(`^nvme\d+c\d+n\d+$`)
+
+// findBySerial returns <root>/dev/<name> for the whole-disk block device
+// whose serial names volID. A namespace's device/serial is its
+// controller's, and a multipath head's is its subsystem's, so this finds
+// nvme1n2 as well as nvme1n1.
+func findBySerial(root, volID string) string {
+	want := nvmeSerial(volID)
+	serials, _ := filepath.Glob(filepath.Join(root, "sys", "class", "block", "*", "device", "serial"))
+	sort.Strings(serials)
+	for _, p := range serials {
+		blk := filepath.Dir(filepath.Dir(p))
+		name := filepath.Base(blk)
+		if pathDevice.MatchString(name) || exists(filepath.Join(blk, "partition")) {
 			continue
 		}
-		ctrl := filepath.Base(filepath.Dir(p))
-		c = append(c, filepath.Join(root, "dev", ctrl+"n1"))
-	}
-	if configured != "" {
-		c = append(c, filepath.Join(root, configured))
-		if twin := twinDevice(configured); twin != "" {
-			c = append(c, filepath.Join(root, twin))
+		b, err := os.ReadFile(p)
+		if err != nil || normalizeSerial(string(b)) != want {
+			continue
 		}
+		if dev, err := resolve(filepath.Join(root, "dev", name)); err == nil {
+			return dev
+		}
+	}
+	return ""
+}
+
+// nameCandidates are the configured name and its twin, under root.
+func nameCandidates(root, configured string) []string {
+	if configured == "" {
+		return nil
+	}
+	c := []string{filepath.Join(root, configured)}
+	if twin := twinDevice(configured); twin != "" {
+		c = append(c, filepath.Join(root, twin))
 	}
 	return c
 }
@@ -87,7 +136,7 @@ func checkSerial(root, volID, found, dev string) error {
 	if got == "" || got == nvmeSerial(volID) {
 		return nil
 	}
-	return engine.PermanentError(fmt.Errorf(
+	return retry.PermanentError(fmt.Errorf(
 		"volume: %s (%s) is volume %s, not %s; another volume holds that device name: set volume.device to a free name",
 		found, dev, got, volID))
 }
@@ -99,23 +148,28 @@ func normalizeSerial(s string) string {
 	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), "-", ""))
 }
 
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
 // waitDevice waits, up to volume.device_timeout, for the volume's block
 // device to appear after the attachment.
 func (s *Step) waitDevice(ctx context.Context, volID string) (string, error) {
-	timeout := orDefault(s.cfg.DeviceTimeout, defaultDeviceTimeout)
+	timeout := s.cfg.DeviceTimeout.Duration
 	var dev string
-	err := s.poll(ctx, timeout, func(context.Context) (bool, error) {
-		d, err := FindDevice(s.root, volID, s.cfg.Device)
+	err := retry.Poll(ctx, s.backoff, timeout, s.log, func(context.Context) (bool, error) {
+		d, _, err := FindDevice(s.root, volID, s.cfg.Device)
 		if errors.Is(err, ErrDeviceNotFound) {
 			return false, nil
 		}
 		dev = d
 		return err == nil, err
 	})
-	if errors.Is(err, errTimeout) {
-		return "", fmt.Errorf("volume: %s is attached but its device did not appear, %w; looked at %s and NVMe serials in %s",
-			volID, err, strings.Join(deviceCandidates(s.root, volID, s.cfg.Device), ", "),
-			filepath.Join(s.root, "sys", "class", "nvme"))
+	if errors.Is(err, retry.ErrTimeout) {
+		return "", fmt.Errorf("volume: %s is attached but its device did not appear, %w; looked at %s, the serials in %s and %s",
+			volID, err, filepath.Join(s.root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(volID)),
+			filepath.Join(s.root, "sys", "class", "block"), strings.Join(nameCandidates(s.root, s.cfg.Device), ", "))
 	}
 	if err != nil {
 		return "", err
@@ -125,7 +179,7 @@ func (s *Step) waitDevice(ctx context.Context, volID string) (string, error) {
 		return "", fmt.Errorf("volume: %w", err)
 	}
 	if fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0 {
-		return "", engine.PermanentError(fmt.Errorf("volume: %s (for %s) is not a block device", dev, volID))
+		return "", retry.PermanentError(fmt.Errorf("volume: %s (for %s) is not a block device", dev, volID))
 	}
 	s.log.Info("volume device found", zap.String("volume_id", volID), zap.String("device", dev))
 	return dev, nil

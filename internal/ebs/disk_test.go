@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,29 +16,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/smithy-go"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
-	"github.com/monagent/monagent/internal/engine"
 	"github.com/monagent/monagent/internal/imds"
+	"github.com/monagent/monagent/internal/retry"
 )
 
 // countingRunner runs programs for real and counts them by name.
 type countingRunner struct {
-	command.Runner
+	command.Exec
 	mu    sync.Mutex
 	calls map[string]int
 }
 
-func (r *countingRunner) Run(ctx context.Context, name string, args ...string) (command.Result, error) {
+func (r *countingRunner) Run(ctx context.Context, c command.Cmd) (command.Result, error) {
 	r.mu.Lock()
 	if r.calls == nil {
 		r.calls = map[string]int{}
 	}
-	r.calls[name]++
+	r.calls[c.Name]++
 	r.mu.Unlock()
-	return r.Runner.Run(ctx, name, args...)
+	return r.Exec.Run(ctx, c)
 }
 
 func (r *countingRunner) count(name string) int {
@@ -63,7 +65,7 @@ const (
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for loop devices and mount")
+		t.Fatal("these tests need root for loop devices and mount: run scripts/test.sh as root")
 	}
 }
 
@@ -125,24 +127,39 @@ func newRig(t *testing.T, cfg config.Volume) *rig {
 	writeFile(t, filepath.Join(root, "etc", "group"), "root:x:0:\nmonitor:x:2345:\n")
 
 	cfg.ID = testVolID
-	if cfg.MountPoint == "" {
-		cfg.MountPoint = "/data"
-	}
 	if cfg.Owner == "" {
 		cfg.Owner = "monitor"
 	}
+	if cfg.MountOptions == "" {
+		cfg.MountOptions = "defaults,nofail"
+	}
+	cfg = volumeConfig(cfg)
 	cfg.DeviceTimeout = config.Duration{Duration: 2 * time.Second}
-	run := &countingRunner{Runner: command.Runner{}}
+	run := &countingRunner{}
 	s := New(cfg, Options{
 		Root:     root,
-		Identity: &imds.Identity{InstanceID: me, Region: "eu-west-1", AZ: myAZ},
+		Identity: imds.Identity{InstanceID: me, Region: "eu-west-1", AZ: myAZ},
 		EC2:      &fakeEC2{before: []answer{attached()}},
 		Run:      run,
 		Log:      zaptest.NewLogger(t),
-		Backoff:  Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond},
+		Backoff:  retry.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond},
 	})
 	unmountAtCleanup(t, s.mountDir())
 	return &rig{root: root, dev: dev, run: run, step: s}
+}
+
+// fresh is a new step for the rig's volume, as the next run builds it.
+func (r *rig) fresh(t *testing.T, f *fakeEC2) *Step {
+	t.Helper()
+	return New(r.step.cfg, Options{
+		Root:     r.root,
+		Identity: r.step.id,
+		EC2:      f,
+		Params:   &fakeParams{},
+		Run:      r.run,
+		Log:      zaptest.NewLogger(t),
+		Backoff:  r.step.backoff,
+	})
 }
 
 func (r *rig) fstab() string { return filepath.Join(r.root, "etc", "fstab") }
@@ -285,11 +302,93 @@ func TestCheckDetectsDrift(t *testing.T) {
 	}
 }
 
-func TestCheckVolumeAttachedElsewhere(t *testing.T) {
+// The check of a converged host is local: with EC2 and SSM both failing,
+// a mounted volume is still converged, and nothing asks them; when the
+// device goes (a detach), the check notices without them too.
+func TestCheckIsLocal(t *testing.T) {
 	r := newRig(t, config.Volume{FSType: "xfs"})
 	r.apply(t)
-	r.step.ec2 = &fakeEC2{before: []answer{elsewhere()}}
+	down := &fakeEC2{before: []answer{throttled()}}
+	r.step = r.fresh(t, down)
+	r.check(t, true)
+	if d, a := down.counts(); d+a != 0 {
+		t.Fatalf("a converged check asked EC2 %d times", d+a)
+	}
+	link := filepath.Join(r.root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(testVolID))
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	r.step = r.fresh(t, down)
 	r.check(t, false)
+}
+
+// An SSM outage on a converged host is a warning, as long as the last
+// successful run knew the volume; the parameter is read once per run.
+func TestVolumeIDOutage(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs"})
+	r.apply(t)
+	memo := r.step.Memo()
+	if memo["volume_id"] != testVolID || memo["uuid"] != blkidValue(t, r.dev, "UUID") {
+		t.Fatalf("memo %v", memo)
+	}
+	throttling := fmt.Errorf("read SSM parameter /mon/ebs/volume-id: %w", &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"})
+
+	s := r.fresh(t, &fakeEC2{before: []answer{throttled()}})
+	params := &fakeParams{err: throttling}
+	s.cfg.ID, s.cfg.IDParameter, s.params = "", "/mon/ebs/volume-id", params
+	s.Restore(memo)
+	if _, err := s.Fingerprint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := s.Check(context.Background())
+	if err != nil || !ok {
+		t.Fatalf("Check during an SSM outage = %v, %v; want converged", ok, err)
+	}
+	if w := s.Warning(); !strings.Contains(w, "/mon/ebs/volume-id") || !strings.Contains(w, testVolID) {
+		t.Fatalf("warning %q does not name the parameter and the volume", w)
+	}
+	if params.reads != 1 {
+		t.Fatalf("parameter read %d times in one run, want 1", params.reads)
+	}
+
+	// Without a remembered volume, or with the host not converged, the
+	// outage is the error.
+	s = r.fresh(t, &fakeEC2{})
+	s.cfg.ID, s.cfg.IDParameter, s.params = "", "/mon/ebs/volume-id", &fakeParams{err: throttling}
+	if _, err := s.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "Rate exceeded") {
+		t.Fatalf("Check without memo = %v; want the SSM error", err)
+	}
+	mustRun(t, "umount", filepath.Join(r.root, "data"))
+	s = r.fresh(t, &fakeEC2{})
+	s.cfg.ID, s.cfg.IDParameter, s.params = "", "/mon/ebs/volume-id", &fakeParams{err: throttling}
+	s.Restore(memo)
+	if ok, err := s.Check(context.Background()); ok || err == nil || !strings.Contains(err.Error(), "Rate exceeded") {
+		t.Fatalf("Check of an unmounted volume during an outage = %v, %v; want the SSM error", ok, err)
+	}
+}
+
+// A device found by its configured name alone (no by-id link, no serial:
+// Xen instances) is this volume only if it holds the filesystem this
+// volume had when it last converged.
+func TestDeviceByNameNeedsKnownFilesystem(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs"})
+	r.apply(t)
+	memo := r.step.Memo()
+	link := filepath.Join(r.root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(testVolID))
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(r.root, "dev", "xvdf")
+	if err := os.Symlink(r.dev, name); err != nil {
+		t.Fatal(err)
+	}
+	s := r.fresh(t, &fakeEC2{})
+	r.step = s
+	r.check(t, false) // no memo: EC2 must say which volume it is
+	s = r.fresh(t, &fakeEC2{})
+	s.Restore(memo)
+	r.step = s
+	r.check(t, true)
 }
 
 func TestRefusesOtherFilesystem(t *testing.T) {
@@ -301,8 +400,7 @@ func TestRefusesOtherFilesystem(t *testing.T) {
 	mustRun(t, "umount", scratch)
 
 	err := r.step.Apply(context.Background())
-	var p *engine.Permanent
-	if !errors.As(err, &p) {
+	if !retry.IsPermanent(err) {
 		t.Fatalf("Apply = %v, want a permanent error", err)
 	}
 	for _, w := range []string{testVolID, r.dev, "ext4", "xfs", "fs_type: ext4", "snapshot"} {
@@ -359,8 +457,7 @@ func TestRefusesPartitionTable(t *testing.T) {
 		t.Fatalf("blkid PTTYPE = %q; the fixture is wrong", got)
 	}
 	err := r.step.Apply(context.Background())
-	var p *engine.Permanent
-	if !errors.As(err, &p) || !strings.Contains(err.Error(), "dos partition table") {
+	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "dos partition table") {
 		t.Fatalf("Apply = %v, want a permanent error naming the partition table", err)
 	}
 	if n := r.run.count("mkfs.xfs"); n != 0 {
@@ -438,8 +535,7 @@ func TestMountPointHeldByOtherDevice(t *testing.T) {
 	unmountAtCleanup(t, dir)
 
 	err := r.step.Apply(context.Background())
-	var p *engine.Permanent
-	if !errors.As(err, &p) {
+	if !retry.IsPermanent(err) {
 		t.Fatalf("Apply = %v, want a permanent error", err)
 	}
 	for _, w := range []string{other, r.dev, "/data"} {
@@ -447,7 +543,10 @@ func TestMountPointHeldByOtherDevice(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, w)
 		}
 	}
-	r.check(t, false)
+	// Check says the same: only a person can fix it.
+	if ok, err := r.step.Check(context.Background()); ok || !retry.IsPermanent(err) {
+		t.Fatalf("Check = %v, %v; want a permanent error", ok, err)
+	}
 }
 
 func TestMissingOwner(t *testing.T) {

@@ -3,6 +3,11 @@
 // blank, mounts it and records it in fstab by UUID.
 //
 // Nothing here ever formats a device that holds anything blkid can see.
+//
+// The check of a converged host is local: the device named by the volume
+// id (its by-id link or NVMe serial), its filesystem, the mount and the
+// fstab line. AWS is asked only when something local is wrong, so a host
+// that is already right stays right through an AWS outage.
 package ebs
 
 import (
@@ -11,29 +16,36 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"go.uber.org/zap"
 
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
-	"github.com/monagent/monagent/internal/engine"
 	"github.com/monagent/monagent/internal/imds"
+	"github.com/monagent/monagent/internal/retry"
+	"github.com/monagent/monagent/internal/ssmparam"
 )
 
-// Defaults for a zero duration in the configuration.
+// Bounds of the commands that change the disk. They run to the end even
+// when the run is cancelled: a half-made filesystem helps no one.
 const (
-	defaultWaitAvailable = 120 * time.Second
-	defaultAttachTimeout = 120 * time.Second
-	defaultDeviceTimeout = 60 * time.Second
+	mkfsTimeout  = 10 * time.Minute
+	mountTimeout = 2 * time.Minute
+	probeTimeout = 30 * time.Second
+)
+
+// When the last successful run already knows the volume id, the read of
+// its parameter is cut short, so that an outage costs a converged host
+// seconds, not minutes: past these bounds the host's local state decides.
+const (
+	fallbackAttempts = 3
+	fallbackBound    = 15 * time.Second
 )
 
 // EC2API is the part of *ec2.Client the step uses.
@@ -42,97 +54,75 @@ type EC2API interface {
 	AttachVolume(ctx context.Context, in *ec2.AttachVolumeInput, optFns ...func(*ec2.Options)) (*ec2.AttachVolumeOutput, error)
 }
 
-// ParameterAPI is the part of *ssm.Client the step uses.
-type ParameterAPI interface {
-	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+// Params reads SSM parameters; *ssmparam.Store is one.
+type Params interface {
+	Get(ctx context.Context, name string, optFns ...func(*ssm.Options)) (ssmparam.Parameter, error)
 }
-
-// Runner starts external programs; command.Runner satisfies it.
-type Runner interface {
-	Run(ctx context.Context, name string, args ...string) (command.Result, error)
-}
-
-// Backoff spaces the polls of every wait: the delay starts at Initial and
-// doubles up to Max.
-type Backoff struct {
-	Initial time.Duration
-	Max     time.Duration
-}
-
-// The default backoff suits the AWS API and udev on a real instance.
-const (
-	defaultBackoffInitial = time.Second
-	defaultBackoffMax     = 10 * time.Second
-)
 
 // Options are the step's collaborators.
 type Options struct {
 	// Root prefixes every host path (/dev, /sys, /etc/fstab, the mount
 	// point); "" means "/".
-	Root string
-	// Identity is filled in by the metadata step; it is read at run time.
-	Identity *imds.Identity
+	Root     string
+	Identity imds.Identity
 	EC2      EC2API
-	SSM      ParameterAPI
-	Run      Runner
+	Params   Params
+	Run      command.Runner
 	Log      *zap.Logger
-	// Backoff spaces polls; zero means 1s doubling up to 10s.
-	Backoff Backoff
+	// Backoff spaces polls; zero means retry.DefaultBackoff.
+	Backoff retry.Backoff
 }
 
 // Step converges the data volume.
 type Step struct {
 	cfg     config.Volume
 	root    string
-	id      *imds.Identity
+	id      imds.Identity
 	ec2     EC2API
-	ssm     ParameterAPI
-	run     Runner
+	params  Params
+	run     command.Runner
 	log     *zap.Logger
-	backoff Backoff
+	backoff retry.Backoff
+
+	// Learned during the run.
+	volID     string
+	volIDErr  error // the SSM read that failed when volID is the remembered one
+	uuid      string
+	warning   string
+	nsChecked bool
+
+	// Memo of the last success: the volume and its filesystem.
+	lastVolID, lastUUID string
 }
 
-var _ engine.Step = (*Step)(nil)
-
-// New returns the volume step for cfg, an already template-expanded
+// New returns the volume step for cfg, an expanded and validated
 // configuration.
-func New(cfg config.Volume, opts Options) *Step {
-	s := &Step{
-		cfg:     cfg,
-		root:    opts.Root,
-		id:      opts.Identity,
-		ec2:     opts.EC2,
-		ssm:     opts.SSM,
-		run:     opts.Run,
-		log:     opts.Log,
-		backoff: opts.Backoff,
-	}
+func New(cfg config.Volume, o Options) *Step {
+	s := &Step{cfg: cfg, root: o.Root, id: o.Identity, ec2: o.EC2, params: o.Params, run: o.Run, log: o.Log, backoff: o.Backoff}
 	if s.root == "" {
 		s.root = "/"
-	}
-	if s.run == nil {
-		s.run = command.Runner{Log: opts.Log}
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
 	if s.backoff.Initial <= 0 {
-		s.backoff = Backoff{Initial: defaultBackoffInitial, Max: defaultBackoffMax}
-	}
-	if s.backoff.Max < s.backoff.Initial {
-		s.backoff.Max = s.backoff.Initial
-	}
-	if s.cfg.FSType == "" {
-		s.cfg.FSType = "xfs"
-	}
-	if s.cfg.Device == "" {
-		s.cfg.Device = "/dev/xvdf"
+		s.backoff = retry.DefaultBackoff
 	}
 	return s
 }
 
-// Name implements engine.Step.
-func (s *Step) Name() string { return "volume" }
+// Restore implements engine.Memoizer.
+func (s *Step) Restore(memo map[string]string) {
+	s.lastVolID, s.lastUUID = memo["volume_id"], memo["uuid"]
+}
+
+// Memo implements engine.Memoizer.
+func (s *Step) Memo() map[string]string {
+	return map[string]string{"volume_id": s.volID, "uuid": s.uuid}
+}
+
+// Warning implements engine.Warner.
+func (s *Step) Warning() string { return s.warning }
 
 // Fingerprint digests the volume id (resolved from SSM when configured so,
 // since a new parameter value means a different volume) and how it is to be
@@ -149,38 +139,32 @@ func (s *Step) Fingerprint(ctx context.Context) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// Check reports drift: the volume not attached here, its device missing,
-// the mount point not mounted from it, the fstab line missing or different,
-// or the mount point's owner wrong.
+// Check reports, from local facts alone, whether the volume is attached
+// here, has its filesystem, is mounted at the mount point in the host's
+// mount namespace, is in fstab by UUID and has its owner.
 func (s *Step) Check(ctx context.Context) (bool, error) {
-	ok, err := s.check(ctx)
-	var p *engine.Permanent
-	if errors.As(err, &p) {
-		// A state only a person can fix (wrong AZ, foreign filesystem, mount
-		// point held by another device) is drift; Apply explains it.
-		s.log.Info("volume not converged", zap.Error(err))
-		return false, nil
-	}
-	return ok, err
-}
-
-func (s *Step) check(ctx context.Context) (bool, error) {
-	if err := s.identity(); err != nil {
+	if err := s.preflight(); err != nil {
 		return false, err
 	}
 	volID, err := s.volumeID(ctx)
 	if err != nil {
 		return false, err
 	}
-	vol, err := s.describe(ctx, volID)
-	if err != nil {
+	ok, err := s.checkLocal(ctx, volID)
+	if err != nil || !ok {
+		if s.volIDErr != nil {
+			// The id is only remembered, and the host does not match it:
+			// nothing can be done until SSM answers.
+			return false, s.volIDErr
+		}
 		return false, err
 	}
-	if attachment(vol, s.id.InstanceID, types.VolumeAttachmentStateAttached) == nil {
-		s.log.Info("volume not attached to this instance", zap.String("volume_id", volID))
-		return false, nil
-	}
-	dev, err := FindDevice(s.root, volID, s.cfg.Device)
+	return true, nil
+}
+
+// checkLocal is Check without AWS.
+func (s *Step) checkLocal(ctx context.Context, volID string) (bool, error) {
+	dev, proof, err := FindDevice(s.root, volID, s.cfg.Device)
 	if errors.Is(err, ErrDeviceNotFound) {
 		s.log.Info("volume device not found", zap.String("volume_id", volID))
 		return false, nil
@@ -196,50 +180,42 @@ func (s *Step) check(ctx context.Context) (bool, error) {
 		s.log.Info("volume has no usable filesystem", zap.String("device", dev), zap.String("type", sig.Type))
 		return false, nil
 	}
-	mounted, err := s.mounted(volID, dev)
-	if err != nil {
-		return false, err
-	}
-	if !mounted {
-		s.log.Info("volume not mounted", zap.String("mount_point", s.cfg.MountPoint))
+	if proof == byName && (s.lastVolID != volID || s.lastUUID != sig.UUID) {
+		// A device name alone does not say which volume it is; the
+		// filesystem this volume had last time does.
+		s.log.Info("device found by name only; asking EC2 which volume it is", zap.String("device", dev))
 		return false, nil
+	}
+	s.uuid = sig.UUID
+	mounted, err := s.mounted(volID, dev)
+	if err != nil || !mounted {
+		if err == nil {
+			s.log.Info("volume not mounted", zap.String("mount_point", s.cfg.MountPoint))
+		}
+		return false, err
 	}
 	fstabOK, err := FstabConverged(s.fstabPath(), s.fstabEntry(sig.UUID))
-	if err != nil {
+	if err != nil || !fstabOK {
+		if err == nil {
+			s.log.Info("fstab entry missing or different", zap.String("fstab", s.fstabPath()))
+		}
 		return false, err
 	}
-	if !fstabOK {
-		s.log.Info("fstab entry missing or different", zap.String("fstab", s.fstabPath()))
-		return false, nil
-	}
-	own, set, err := s.owner()
-	if err != nil {
-		// Apply reports it; here it is just drift.
-		s.log.Info("mount point owner unknown", zap.Error(err))
-		return false, nil
-	}
-	if !set {
-		return true, nil
-	}
-	ok, err := ownedBy(s.mountDir(), own)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		s.log.Info("mount point owner differs", zap.String("owner", s.cfg.Owner))
-	}
-	return ok, nil
+	return s.ownerConverged()
 }
 
 // Apply attaches, formats when blank, mounts, records in fstab and sets
 // the owner. Each part does nothing when it is already done.
 func (s *Step) Apply(ctx context.Context) error {
-	if err := s.identity(); err != nil {
+	if err := s.preflight(); err != nil {
 		return err
 	}
 	volID, err := s.volumeID(ctx)
 	if err != nil {
 		return err
+	}
+	if s.volIDErr != nil {
+		return s.volIDErr
 	}
 	if err := s.ensureAttached(ctx, volID); err != nil {
 		return err
@@ -262,55 +238,78 @@ func (s *Step) Apply(ctx context.Context) error {
 	if changed {
 		s.log.Info("fstab updated", zap.String("fstab", s.fstabPath()), zap.String("uuid", uuid))
 	}
+	// A device found by name is this volume now: EC2 says it is attached.
+	s.uuid, s.lastVolID, s.lastUUID = uuid, volID, uuid
 	return s.ensureOwner()
 }
 
-// identity checks what the step needs from the metadata step and from the
-// configuration before it touches anything.
-func (s *Step) identity() error {
-	if s.id == nil || s.id.InstanceID == "" || s.id.AZ == "" {
-		return errors.New("volume: instance identity unknown (instance id and availability zone come from the metadata step, which must run first)")
+// preflight checks what the step needs before it touches anything: the
+// identity, a usable mount point, and a mount namespace shared with the
+// host's init, without which a mount would never reach the host.
+func (s *Step) preflight() error {
+	if s.id.InstanceID == "" || s.id.AZ == "" {
+		return errors.New("volume: instance identity unknown (instance id and availability zone come from instance metadata)")
 	}
 	mp := s.cfg.MountPoint
 	if !filepath.IsAbs(mp) || filepath.Clean(mp) == "/" {
-		return engine.PermanentError(fmt.Errorf("volume: mount_point %q must be an absolute path other than /", mp))
+		return retry.PermanentError(fmt.Errorf("volume: mount_point %q must be an absolute path other than /", mp))
 	}
+	if s.nsChecked {
+		return nil
+	}
+	if err := HostMountNamespace(); err != nil {
+		return err
+	}
+	s.nsChecked = true
 	return nil
 }
 
-// volumeIDPattern accepts the old 8-digit and the current 17-digit ids.
-var volumeIDPattern = regexp.MustCompile(`^vol-(?:[0-9a-f]{8}|[0-9a-f]{17})$`)
-
-// volumeID returns the configured id, or the value of its SSM parameter.
+// volumeID returns the configured id, or the value of its SSM parameter,
+// read once per run. When SSM cannot be reached and the last successful
+// run knew the id, that id is used and the failure kept: the host's local
+// state then decides whether it matters.
 func (s *Step) volumeID(ctx context.Context) (string, error) {
+	if s.volID != "" {
+		return s.volID, nil
+	}
 	id, from := strings.TrimSpace(s.cfg.ID), "volume.id"
 	if id == "" {
-		if s.cfg.IDParameter == "" {
-			return "", engine.PermanentError(errors.New("volume: neither volume.id nor volume.id_parameter is set"))
+		p, err := s.readParameter(ctx)
+		switch {
+		case err != nil && retry.Unreachable(err) && config.IsVolumeID(s.lastVolID):
+			s.volIDErr = err
+			s.warning = fmt.Sprintf("could not read %s (%v); the host is checked against %s, the volume of the last successful run",
+				s.cfg.IDParameter, err, s.lastVolID)
+			s.log.Warn("volume id parameter unreadable; using the last known volume id",
+				zap.String("parameter", s.cfg.IDParameter), zap.String("volume_id", s.lastVolID), zap.Error(err))
+			s.volID = s.lastVolID
+			return s.volID, nil
+		case errors.Is(err, ssmparam.ErrNotFound):
+			return "", retry.PermanentError(fmt.Errorf("volume: %w (create it, or set volume.id)", err))
+		case err != nil:
+			return "", fmt.Errorf("volume: %w", err)
 		}
-		if s.ssm == nil {
-			return "", errors.New("volume: no SSM client to read volume.id_parameter")
-		}
-		out, err := s.ssm.GetParameter(ctx, &ssm.GetParameterInput{
-			Name:           aws.String(s.cfg.IDParameter),
-			WithDecryption: aws.Bool(true),
-		})
-		if err != nil {
-			err = fmt.Errorf("volume: read volume id from SSM parameter %s: %w", s.cfg.IDParameter, err)
-			if apiCode(err) == "ParameterNotFound" {
-				return "", engine.PermanentError(fmt.Errorf("%w (create it, or set volume.id)", err))
-			}
-			return "", err
-		}
-		if out.Parameter == nil || out.Parameter.Value == nil {
-			return "", fmt.Errorf("volume: SSM parameter %s has no value", s.cfg.IDParameter)
-		}
-		id, from = strings.TrimSpace(*out.Parameter.Value), "SSM parameter "+s.cfg.IDParameter
+		id, from = strings.TrimSpace(p.Value), "SSM parameter "+s.cfg.IDParameter
 	}
-	if !volumeIDPattern.MatchString(id) {
-		return "", engine.PermanentError(fmt.Errorf("volume: %q from %s is not an EBS volume id (vol- and 8 or 17 hex digits)", id, from))
+	if !config.IsVolumeID(id) {
+		return "", retry.PermanentError(fmt.Errorf("volume: %q from %s is not an EBS volume id (vol- and 8 or 17 hex digits)", id, from))
 	}
+	s.volID = id
 	return id, nil
+}
+
+// readParameter reads the volume-id parameter, for a bounded time when a
+// remembered id can stand in.
+func (s *Step) readParameter(ctx context.Context) (ssmparam.Parameter, error) {
+	if s.cfg.IDParameter == "" {
+		return ssmparam.Parameter{}, retry.PermanentError(errors.New("volume: neither volume.id nor volume.id_parameter is set"))
+	}
+	if !config.IsVolumeID(s.lastVolID) {
+		return s.params.Get(ctx, s.cfg.IDParameter)
+	}
+	ctx, cancel := context.WithTimeout(ctx, fallbackBound)
+	defer cancel()
+	return s.params.Get(ctx, s.cfg.IDParameter, func(o *ssm.Options) { o.RetryMaxAttempts = fallbackAttempts })
 }
 
 func (s *Step) fstabPath() string { return filepath.Join(s.root, "etc", "fstab") }
@@ -327,55 +326,27 @@ func (s *Step) fstabEntry(uuid string) FstabEntry {
 	}
 }
 
-func orDefault(d config.Duration, def time.Duration) time.Duration {
-	if d.Duration <= 0 {
-		return def
+// Diagnose answers doctor's question about the volume without changing
+// anything: the id resolves, EC2 knows the volume, it can be attached to
+// this instance (AZ, state), and where it is attached now.
+func (s *Step) Diagnose(ctx context.Context) (string, error) {
+	volID, err := s.volumeID(ctx)
+	if err == nil && s.volIDErr != nil {
+		err = s.volIDErr
 	}
-	return d.Duration
-}
-
-// poll calls f until it reports done or a non-transient error, waiting with
-// backoff between calls. It gives up after timeout with an error wrapping
-// errTimeout and the last transient error.
-func (s *Step) poll(ctx context.Context, timeout time.Duration, f func(context.Context) (bool, error)) error {
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	delay := s.backoff.Initial
-	var last error
-	for {
-		done, err := f(pctx)
-		switch {
-		case err == nil && done:
-			return nil
-		case err != nil && pctx.Err() != nil && ctx.Err() == nil:
-			// The call was cut short by our own deadline.
-		case err != nil && !transient(err):
-			return err
-		case err != nil:
-			last = err
-			s.log.Info("transient error, retrying", zap.Error(err))
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-pctx.Done():
-			t.Stop()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if last != nil {
-				return fmt.Errorf("%w after %v (last error: %w)", errTimeout, timeout, last)
-			}
-			return fmt.Errorf("%w after %v", errTimeout, timeout)
-		case <-t.C:
-		}
-		delay = min(2*delay, s.backoff.Max)
+	if err != nil {
+		return "", err
 	}
-}
-
-var errTimeout = errors.New("timed out")
-
-// isDir reports whether path is an existing directory.
-func isDir(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.IsDir()
+	vol, err := s.describe(ctx, volID)
+	if err != nil {
+		return "", err
+	}
+	if err := s.checkVolume(vol); err != nil {
+		return "", err
+	}
+	d := fmt.Sprintf("%s: %s in %s, %s", volID, vol.State, aws.ToString(vol.AvailabilityZone), describeHolder(vol))
+	if aws.ToBool(vol.Encrypted) {
+		d += fmt.Sprintf("; encrypted with %s (a customer-managed key needs %s for the instance role)", kmsKey(vol), kmsPermissions)
+	}
+	return d, nil
 }

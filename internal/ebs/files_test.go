@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/monagent/monagent/internal/engine"
+	"github.com/monagent/monagent/internal/retry"
 )
 
 func TestRenderFstab(t *testing.T) {
@@ -232,6 +232,7 @@ func TestFindDevice(t *testing.T) {
 		name    string
 		files   map[string]string // path under root -> content; "->x" makes a symlink to x
 		want    string            // under root
+		proof   Proof
 		wantErr error
 	}{
 		{
@@ -246,22 +247,47 @@ func TestFindDevice(t *testing.T) {
 		{
 			name: "NVMe serial in sysfs",
 			files: map[string]string{
-				"sys/class/nvme/nvme0/serial": "vol0aaaaaaaaaaaaaaaa\n",
-				"sys/class/nvme/nvme3/serial": serial + "    \n",
-				"dev/nvme0n1":                 "",
-				"dev/nvme3n1":                 "",
+				"sys/class/block/nvme0n1/device/serial": "vol0aaaaaaaaaaaaaaaa\n",
+				"sys/class/block/nvme3n1/device/serial": serial + "    \n",
+				"dev/nvme0n1":                           "",
+				"dev/nvme3n1":                           "",
 			},
 			want: "dev/nvme3n1",
+		},
+		{
+			name: "namespace other than n1",
+			files: map[string]string{
+				"sys/class/block/nvme3n1/device/serial": "vol0aaaaaaaaaaaaaaaa\n",
+				"sys/class/block/nvme4n2/device/serial": serial + "\n",
+				"dev/nvme3n1":                           "",
+				"dev/nvme4n2":                           "",
+			},
+			want: "dev/nvme4n2",
+		},
+		{
+			name: "native multipath: the head, not a path device or a partition",
+			files: map[string]string{
+				"sys/class/block/nvme0c0n1/device/serial": serial + "\n",
+				"sys/class/block/nvme0n1p1/device/serial": serial + "\n",
+				"sys/class/block/nvme0n1p1/partition":     "1\n",
+				"sys/class/block/nvme0n1/device/serial":   serial + "\n",
+				"dev/nvme0c0n1":                           "",
+				"dev/nvme0n1p1":                           "",
+				"dev/nvme0n1":                             "",
+			},
+			want: "dev/nvme0n1",
 		},
 		{
 			name:  "configured name",
 			files: map[string]string{"dev/xvdf": ""},
 			want:  "dev/xvdf",
+			proof: byName,
 		},
 		{
 			name:  "twin name",
 			files: map[string]string{"dev/sdf": ""},
 			want:  "dev/sdf",
+			proof: byName,
 		},
 		{
 			name: "configured name is another volume",
@@ -270,7 +296,7 @@ func TestFindDevice(t *testing.T) {
 				"dev/nvme2n1":                           "",
 				"sys/class/block/nvme2n1/device/serial": "vol0bbbbbbbbbbbbbbbb\n",
 			},
-			wantErr: &engine.Permanent{},
+			wantErr: &retry.Permanent{},
 		},
 		{
 			name: "serial matches",
@@ -299,9 +325,9 @@ func TestFindDevice(t *testing.T) {
 				}
 				writeFile(t, full, c)
 			}
-			got, err := FindDevice(root, testVolID, "/dev/xvdf")
+			got, proof, err := FindDevice(root, testVolID, "/dev/xvdf")
 			if tt.wantErr != nil {
-				var p *engine.Permanent
+				var p *retry.Permanent
 				if errors.As(tt.wantErr, &p) && !errors.As(err, &p) || !errors.As(tt.wantErr, &p) && !errors.Is(err, tt.wantErr) {
 					t.Fatalf("FindDevice = %q, %v; want %v", got, err, tt.wantErr)
 				}
@@ -311,8 +337,8 @@ func TestFindDevice(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, _ := filepath.EvalSymlinks(filepath.Join(root, tt.want))
-			if got != want {
-				t.Fatalf("FindDevice = %q, want %q", got, want)
+			if got != want || proof != tt.proof {
+				t.Fatalf("FindDevice = %q (proof %d), want %q (proof %d)", got, proof, want, tt.proof)
 			}
 		})
 	}

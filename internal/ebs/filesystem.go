@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/monagent/monagent/internal/command"
-	"github.com/monagent/monagent/internal/engine"
+	"github.com/monagent/monagent/internal/retry"
 )
 
 // blkidNothingFound is blkid's exit status when the device carries no
@@ -33,13 +33,13 @@ type Signature struct {
 // Probe reads the device's signature with `blkid -p`, which reads the
 // device itself, not blkid's cache. It fails on any answer other than
 // "found" (0) or "nothing found" (2).
-func Probe(ctx context.Context, run Runner, dev string) (Signature, error) {
+func Probe(ctx context.Context, run command.Runner, dev string) (Signature, error) {
 	// blkid also exits 2 for a device it cannot open, so make sure the
 	// device reads before trusting "nothing found".
 	if err := readable(dev); err != nil {
 		return Signature{}, err
 	}
-	res, err := run.Run(ctx, "blkid", "-p", "-o", "export", dev)
+	res, err := run.Run(ctx, command.Cmd{Name: "blkid", Args: []string{"-p", "-o", "export", dev}, Timeout: probeTimeout})
 	if command.ExitCode(err) == blkidNothingFound {
 		return Signature{Blank: true}, nil
 	}
@@ -91,7 +91,7 @@ func readable(dev string) error {
 func (s *Step) probe(ctx context.Context, volID, dev string) (Signature, error) {
 	sig, err := Probe(ctx, s.run, dev)
 	if err != nil {
-		return sig, engine.PermanentError(fmt.Errorf(
+		return sig, retry.PermanentError(fmt.Errorf(
 			"volume: cannot tell what %s (%s) holds: %w; monagent formats a volume only when blkid -p reports no signature at all, so it stops here: inspect the device (blkid -p %s, lsblk -f)",
 			volID, dev, err, dev))
 	}
@@ -103,28 +103,46 @@ func (s *Step) probe(ctx context.Context, volID, dev string) (Signature, error) 
 func (s *Step) ensureFilesystem(ctx context.Context, volID, dev string) (string, error) {
 	fsType := s.cfg.FSType
 	if !supportedFS(fsType) {
-		return "", engine.PermanentError(fmt.Errorf("volume: fs_type %q is not supported (xfs or ext4)", fsType))
+		return "", retry.PermanentError(fmt.Errorf("volume: fs_type %q is not supported (xfs or ext4)", fsType))
 	}
+	// Probe here, right before mkfs, rather than trust Check's probe: a
+	// wait for the attachment and the device may have come between, and
+	// mkfs is no safety net (mkfs.ext4 without a terminal formats a device
+	// that holds a filesystem without asking).
 	sig, err := s.probe(ctx, volID, dev)
 	if err != nil {
 		return "", err
 	}
 	if sig.Blank {
-		s.log.Info("volume is blank, creating filesystem", zap.String("volume_id", volID),
-			zap.String("device", dev), zap.String("fs_type", fsType))
-		// No force flag: mkfs refuses on its own if it sees a signature
-		// blkid missed.
-		if _, err := s.run.Run(ctx, "mkfs."+fsType, dev); err != nil {
-			return "", fmt.Errorf("volume: create %s filesystem on %s (%s): %w", fsType, volID, dev, err)
-		}
-		if sig, err = s.probe(ctx, volID, dev); err != nil {
+		if sig, err = s.mkfs(ctx, volID, dev); err != nil {
 			return "", err
-		}
-		if sig.Blank || sig.Type != fsType {
-			return "", fmt.Errorf("volume: after mkfs.%s, blkid -p on %s reports type %q", fsType, dev, sig.Type)
 		}
 	}
 	return s.usable(volID, dev, sig)
+}
+
+// mkfs creates the filesystem on a device blkid has just found blank,
+// never with a force flag. Once started it runs to the end, even if the
+// run is cancelled.
+func (s *Step) mkfs(ctx context.Context, volID, dev string) (Signature, error) {
+	fsType := s.cfg.FSType
+	if err := ctx.Err(); err != nil {
+		return Signature{}, err
+	}
+	s.log.Info("volume is blank, creating filesystem", zap.String("volume_id", volID),
+		zap.String("device", dev), zap.String("fs_type", fsType))
+	cmd := command.Cmd{Name: "mkfs." + fsType, Args: []string{dev}, Timeout: mkfsTimeout, Uninterruptible: true}
+	if _, err := s.run.Run(ctx, cmd); err != nil {
+		return Signature{}, fmt.Errorf("volume: create %s filesystem on %s (%s): %w", fsType, volID, dev, err)
+	}
+	sig, err := s.probe(ctx, volID, dev)
+	if err != nil {
+		return sig, err
+	}
+	if sig.Blank || sig.Type != fsType {
+		return sig, fmt.Errorf("volume: after mkfs.%s, blkid -p on %s reports type %q", fsType, dev, sig.Type)
+	}
+	return sig, nil
 }
 
 // usable returns the UUID of a filesystem of the configured type, and a
@@ -134,23 +152,23 @@ func (s *Step) usable(volID, dev string, sig Signature) (string, error) {
 	const never = "monagent never formats a volume that holds data"
 	switch {
 	case sig.PTType != "":
-		return "", engine.PermanentError(fmt.Errorf(
+		return "", retry.PermanentError(fmt.Errorf(
 			"volume: %s (%s) holds a %s partition table, config expects a %s filesystem on the whole device: %s; mount its partition yourself, or wipe the volume (wipefs -a %s) after taking a snapshot",
 			volID, dev, sig.PTType, want, never, dev))
 	case sig.Type == want && sig.UUID != "":
 		return sig.UUID, nil
 	case sig.Type == want:
-		return "", engine.PermanentError(fmt.Errorf("volume: the %s filesystem on %s (%s) has no UUID; give it one (xfs_admin -U generate / tune2fs -U random)", want, volID, dev))
+		return "", retry.PermanentError(fmt.Errorf("volume: the %s filesystem on %s (%s) has no UUID; give it one (xfs_admin -U generate / tune2fs -U random)", want, volID, dev))
 	case sig.Type != "" && supportedFS(sig.Type):
-		return "", engine.PermanentError(fmt.Errorf(
+		return "", retry.PermanentError(fmt.Errorf(
 			"volume: %s (%s) holds a filesystem of type %s, config says %s: %s; set volume.fs_type: %s to use it, or wipe it yourself after taking a snapshot",
 			volID, dev, sig.Type, want, never, sig.Type))
 	case sig.Type != "":
-		return "", engine.PermanentError(fmt.Errorf(
+		return "", retry.PermanentError(fmt.Errorf(
 			"volume: %s (%s) holds a signature of type %s (usage %s), config says %s: %s; copy its data elsewhere and wipe it yourself after taking a snapshot",
 			volID, dev, sig.Type, sig.Usage, want, never))
 	}
-	return "", engine.PermanentError(fmt.Errorf(
+	return "", retry.PermanentError(fmt.Errorf(
 		"volume: blkid -p finds a signature on %s (%s) but no type (usage %q): %s; inspect it with blkid -p %s",
 		volID, dev, sig.Usage, never, dev))
 }

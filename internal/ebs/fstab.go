@@ -28,28 +28,69 @@ func (e FstabEntry) Line() string {
 	return fmt.Sprintf("UUID=%s %s %s %s 0 2", e.UUID, escapeFstab(e.MountPoint), e.FSType, e.Options)
 }
 
-// owns reports whether an fstab line is about the entry's mount point or
-// its filesystem (by UUID), whatever device spelling it uses.
-func (e FstabEntry) owns(line string) bool {
+// FstabLine is one parsed line of fstab.
+type FstabLine struct {
+	Source, MountPoint, FSType, Options string
+}
+
+// UUID is the filesystem UUID the line names (UUID=... or a by-uuid
+// path), or "".
+func (l FstabLine) UUID() string {
+	switch {
+	case strings.HasPrefix(l.Source, "UUID="):
+		return strings.Trim(strings.TrimPrefix(l.Source, "UUID="), `"'`)
+	case strings.HasPrefix(l.Source, "/dev/disk/by-uuid/"):
+		return strings.TrimPrefix(l.Source, "/dev/disk/by-uuid/")
+	}
+	return ""
+}
+
+// parseFstabLine reads the fields of a line that is not blank or a comment.
+func parseFstabLine(line string) (FstabLine, bool) {
 	t := strings.TrimSpace(line)
 	if t == "" || strings.HasPrefix(t, "#") {
-		return false
+		return FstabLine{}, false
 	}
 	f := strings.Fields(t)
 	if len(f) < 2 {
+		return FstabLine{}, false
+	}
+	l := FstabLine{Source: unescapeOctal(f[0]), MountPoint: path.Clean(unescapeOctal(f[1]))}
+	if len(f) > 2 {
+		l.FSType = f[2]
+	}
+	if len(f) > 3 {
+		l.Options = f[3]
+	}
+	return l, true
+}
+
+// FstabFor returns the first line of the fstab at path that mounts
+// mountPoint, and whether there is one.
+func FstabFor(fstabPath, mountPoint string) (FstabLine, bool, error) {
+	b, err := os.ReadFile(fstabPath)
+	if err != nil {
+		return FstabLine{}, false, fmt.Errorf("read %s: %w", fstabPath, err)
+	}
+	for _, raw := range strings.Split(string(b), "\n") {
+		if l, ok := parseFstabLine(raw); ok && l.MountPoint == path.Clean(mountPoint) {
+			return l, true, nil
+		}
+	}
+	return FstabLine{}, false, nil
+}
+
+// owns reports whether an fstab line is about the entry's mount point or
+// its filesystem (by UUID), whatever device spelling it uses.
+func (e FstabEntry) owns(line string) bool {
+	l, ok := parseFstabLine(line)
+	if !ok {
 		return false
 	}
-	if path.Clean(unescapeOctal(f[1])) == path.Clean(e.MountPoint) {
+	if l.MountPoint == path.Clean(e.MountPoint) {
 		return true
 	}
-	src := unescapeOctal(f[0])
-	uuid := ""
-	switch {
-	case strings.HasPrefix(src, "UUID="):
-		uuid = strings.Trim(strings.TrimPrefix(src, "UUID="), `"'`)
-	case strings.HasPrefix(src, "/dev/disk/by-uuid/"):
-		uuid = strings.TrimPrefix(src, "/dev/disk/by-uuid/")
-	}
+	uuid := l.UUID()
 	return uuid != "" && strings.EqualFold(uuid, e.UUID)
 }
 

@@ -15,12 +15,16 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
-	"github.com/monagent/monagent/internal/engine"
+	"github.com/monagent/monagent/internal/command"
+	"github.com/monagent/monagent/internal/retry"
 )
 
-// mountInfoPath lists the mounts of our mount namespace; mounts under a
-// --root prefix are real mounts too, so it is never prefixed.
-const mountInfoPath = "/proc/self/mountinfo"
+// The mounts of our mount namespace and of the host's init; mounts under
+// a --root prefix are real mounts too, so these are never prefixed.
+const (
+	mountInfoPath     = "/proc/self/mountinfo"
+	initMountInfoPath = "/proc/1/mountinfo"
+)
 
 // Mount is one line of /proc/self/mountinfo.
 type Mount struct {
@@ -28,6 +32,56 @@ type Mount struct {
 	MountPoint   string
 	FSType       string
 	Source       string
+}
+
+// HostMountNamespace fails, permanently, when this process does not share
+// the mount namespace of init (PID 1): a mount made here would then be
+// private to the process and vanish with it, while the host has nothing at
+// the mount point. systemd gives a unit such a namespace for PrivateTmp=,
+// ProtectSystem=, PrivateDevices= and their kind. Mount ids are unique
+// across namespaces, so the two views of / tell. When init's view cannot
+// be read, nothing can be told and nothing is refused.
+func HostMountNamespace() error {
+	mine, err := rootMountID(mountInfoPath)
+	if err != nil {
+		return err
+	}
+	host, err := rootMountID(initMountInfoPath)
+	if err != nil || host == mine {
+		return nil
+	}
+	return retry.PermanentError(fmt.Errorf(
+		"volume: monagent runs in a mount namespace of its own (its / is mount %d, the host's is mount %d): "+
+			"a mount made here would never reach the host. Run it in the host's namespace: its systemd unit must not set "+
+			"PrivateTmp=, PrivateMounts=, PrivateDevices=, ProtectSystem=, ProtectHome=, ReadOnlyPaths=, InaccessiblePaths=, "+
+			"TemporaryFileSystem= or MountFlags=; by hand, nsenter -t 1 -m monagent ...", mine, host))
+}
+
+// rootMountID is the id of the mount at / in a mountinfo file.
+func rootMountID(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("volume: %w", err)
+	}
+	defer f.Close()
+	id := -1
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && fields[4] == "/" {
+			if n, err := strconv.Atoi(fields[0]); err == nil {
+				id = n // the last one is on top
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("volume: read %s: %w", path, err)
+	}
+	if id < 0 {
+		return 0, fmt.Errorf("volume: %s lists no mount at /", path)
+	}
+	return id, nil
 }
 
 // MountAt returns the topmost mount at dir, or nil when nothing is mounted
@@ -136,7 +190,7 @@ func (s *Step) mounted(volID, dev string) (bool, error) {
 	if m.Major == maj && m.Minor == min {
 		return true, nil
 	}
-	return false, engine.PermanentError(fmt.Errorf(
+	return false, retry.PermanentError(fmt.Errorf(
 		"volume: %s is already mounted from %s (%d:%d), not from %s's device %s (%d:%d); unmount it (umount %s) or choose another volume.mount_point",
 		s.cfg.MountPoint, m.Source, m.Major, m.Minor, volID, dev, maj, min, s.mountDir()))
 }
@@ -155,8 +209,9 @@ func (s *Step) ensureMounted(ctx context.Context, volID, dev string) error {
 		s.log.Warn("mount point is not empty; its files are hidden while the volume is mounted",
 			zap.String("mount_point", dir), zap.Int("entries", len(ents)))
 	}
-	args := []string{"-t", s.cfg.FSType, "-o", MountOptions(s.cfg.MountOptions), dev, dir}
-	if _, err := s.run.Run(ctx, "mount", args...); err != nil {
+	cmd := command.Cmd{Name: "mount", Args: []string{"-t", s.cfg.FSType, "-o", MountOptions(s.cfg.MountOptions), dev, dir},
+		Timeout: mountTimeout, Uninterruptible: true}
+	if _, err := s.run.Run(ctx, cmd); err != nil {
 		return fmt.Errorf("volume: mount %s (%s) at %s: %w", volID, dev, dir, err)
 	}
 	ok, err := s.mounted(volID, dev)

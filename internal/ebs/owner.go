@@ -116,6 +116,25 @@ func ownedBy(path string, o Owner) (bool, error) {
 	return int(st.Uid) == o.UID && int(st.Gid) == o.GID, nil
 }
 
+// ownerConverged reports whether the mount point has the configured owner
+// (or none is configured).
+func (s *Step) ownerConverged() (bool, error) {
+	own, set, err := s.owner()
+	if err != nil {
+		// Apply reports it; here it is just drift.
+		s.log.Info("mount point owner unknown", zap.Error(err))
+		return false, nil
+	}
+	if !set {
+		return true, nil
+	}
+	ok, err := ownedBy(s.mountDir(), own)
+	if err == nil && !ok {
+		s.log.Info("mount point owner differs", zap.String("owner", s.cfg.Owner))
+	}
+	return ok, err
+}
+
 // ensureOwner gives the mount point (the root of the mounted filesystem)
 // to the configured owner. Only the directory itself: the services own
 // what they write under it.

@@ -1,5 +1,5 @@
-// Package engine runs monagent's steps in order, skipping those already
-// converged, and records what each did.
+// Package engine runs monagent's steps, skipping those already converged,
+// and records what each did.
 package engine
 
 import (
@@ -13,14 +13,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// Memoizer is a step that keeps a little data of its own across runs (the
-// signal step remembers which instance it signalled for). The engine
-// restores the memo before Check and saves it after a successful Apply.
-type Memoizer interface {
-	Restore(memo map[string]string)
-	Memo() map[string]string
-}
-
 // Notifier reports progress to the service manager (sd_notify STATUS=).
 type Notifier interface {
 	Status(msg string)
@@ -28,22 +20,19 @@ type Notifier interface {
 
 // Engine runs steps.
 type Engine struct {
-	Steps  []Step
+	Nodes  []Node
 	Store  *state.Store
 	Log    *zap.Logger
 	Notify Notifier         // optional
 	Now    func() time.Time // optional, for tests
-	// Redact masks secrets in errors before they reach the state file.
+	// Redact masks secrets in what reaches the state file.
 	Redact func(string) string
 }
 
 // Options select which steps run.
 type Options struct {
-	Only  []string // run just these (plus every step in Always)
+	Only  []string // run just these
 	Until string   // stop after this step
-	// Always lists steps that run even when Only leaves them out: the
-	// metadata every other step depends on.
-	Always []string
 }
 
 // StepError is a failed step.
@@ -55,22 +44,14 @@ type StepError struct {
 func (e *StepError) Error() string { return fmt.Sprintf("step %s: %v", e.Step, e.Err) }
 func (e *StepError) Unwrap() error { return e.Err }
 
-// Outcome is what happened to one step in a run.
-type Outcome struct {
-	Step     string
-	Skipped  bool
-	Duration time.Duration
-	Err      error
-}
-
-// Validate checks opts against the step list, for exit code 2 before any
-// work starts.
+// Validate checks opts against the steps, for exit code 2 before any work
+// starts.
 func (e *Engine) Validate(opts Options) error {
-	names := map[string]bool{}
-	var all []string
-	for _, s := range e.Steps {
-		names[s.Name()] = true
-		all = append(all, s.Name())
+	names := make(map[string]bool, len(e.Nodes))
+	all := make([]string, 0, len(e.Nodes))
+	for _, n := range e.Nodes {
+		names[n.Name] = true
+		all = append(all, n.Name)
 	}
 	for _, n := range append(append([]string(nil), opts.Only...), opts.Until) {
 		if n != "" && !names[n] {
@@ -80,85 +61,76 @@ func (e *Engine) Validate(opts Options) error {
 	return nil
 }
 
-// Run converges the host. It stops at the first failing step and returns a
-// *StepError; the state file records every step it touched.
-func (e *Engine) Run(ctx context.Context, opts Options) ([]Outcome, error) {
+// Run converges the host from st, the state loaded under the run lock. It
+// stops at the first failing step and returns a *StepError; st and the
+// state file record every step it touched.
+func (e *Engine) Run(ctx context.Context, st *state.State, opts Options) error {
 	if err := e.Validate(opts); err != nil {
-		return nil, err
+		return err
 	}
-	st, err := e.Store.Load()
-	if err != nil {
-		return nil, err
-	}
-	st.LastRun = e.now()
-	var outcomes []Outcome
-	for _, s := range e.selected(opts) {
-		o := e.runStep(ctx, st, s)
-		outcomes = append(outcomes, o)
-		if err := e.Store.Save(st); err != nil {
-			return outcomes, fmt.Errorf("save state after step %s: %w", s.Name(), err)
+	for _, n := range e.selected(opts) {
+		err := e.runStep(ctx, st, n)
+		if serr := e.Store.Save(st); serr != nil {
+			return fmt.Errorf("save state after step %s: %w", n.Name, serr)
 		}
-		if o.Err != nil {
-			return outcomes, &StepError{Step: s.Name(), Err: o.Err}
+		if err != nil {
+			return &StepError{Step: n.Name, Err: err}
 		}
 	}
 	e.status("converged")
-	return outcomes, nil
+	return nil
 }
 
-func (e *Engine) selected(opts Options) []Step {
-	only := map[string]bool{}
+func (e *Engine) selected(opts Options) []Node {
+	only := make(map[string]bool, len(opts.Only))
 	for _, n := range opts.Only {
 		only[n] = true
 	}
-	for _, n := range opts.Always {
-		if len(only) > 0 {
-			only[n] = true
+	var out []Node
+	for _, n := range e.Nodes {
+		if len(only) == 0 || only[n.Name] {
+			out = append(out, n)
 		}
-	}
-	var out []Step
-	for _, s := range e.Steps {
-		if len(only) == 0 || only[s.Name()] {
-			out = append(out, s)
-		}
-		if s.Name() == opts.Until {
+		if n.Name == opts.Until {
 			break
 		}
 	}
 	return out
 }
 
-func (e *Engine) runStep(ctx context.Context, st *state.State, s Step) Outcome {
-	name := s.Name()
-	rec := st.Steps[name]
+func (e *Engine) runStep(ctx context.Context, st *state.State, n Node) error {
+	rec := st.Steps[n.Name]
 	if rec == nil {
 		rec = &state.Record{}
-		st.Steps[name] = rec
+		st.Steps[n.Name] = rec
 	}
-	log := e.Log.With(zap.String("step", name))
+	log := e.Log.With(zap.String("step", n.Name))
 	start := e.now()
 	log.Info("step start")
-	e.status("step " + name + ": running")
+	e.status("step " + n.Name + ": running")
 
-	skipped, err := e.converge(ctx, s, rec, log)
+	skipped, err := e.converge(ctx, n.Step, rec, log)
 
 	d := e.now().Sub(start)
-	rec.Start, rec.Duration, rec.Skipped = start, d, skipped
+	rec.Start, rec.Duration, rec.Skipped, rec.Warning = start, d, skipped, ""
+	if w, ok := n.Step.(Warner); ok && err == nil {
+		rec.Warning = e.redact(w.Warning())
+	}
 	switch {
 	case err == nil:
 		rec.Status, rec.LastError, rec.LastSuccess = state.Succeeded, "", start
 		log.Info("step finish", zap.Duration("duration", d), zap.Bool("skipped", skipped))
-		e.status("step " + name + ": done")
+		e.status("step " + n.Name + ": done")
 	case ctx.Err() != nil:
 		rec.Status, rec.LastError = state.Interrupted, e.redact(err.Error())
 		log.Warn("step interrupted", zap.Duration("duration", d), zap.Error(err))
-		e.status("step " + name + ": interrupted")
+		e.status("step " + n.Name + ": interrupted")
 	default:
 		rec.Status, rec.LastError = state.Failed, e.redact(err.Error())
 		log.Error("step failed", zap.Duration("duration", d), zap.Error(err))
-		e.status("step " + name + ": failed")
+		e.status("step " + n.Name + ": failed: " + firstLine(rec.LastError))
 	}
-	return Outcome{Step: name, Skipped: skipped, Duration: d, Err: err}
+	return err
 }
 
 // converge skips s when its inputs are unchanged since it last succeeded
@@ -183,8 +155,10 @@ func (e *Engine) converge(ctx context.Context, s Step, rec *state.Record, log *z
 		return true, nil
 	}
 	rec.Attempts++
-	rec.Status = state.Running
 	if err := s.Apply(ctx); err != nil {
+		return false, err
+	}
+	if err := ctx.Err(); err != nil {
 		return false, err
 	}
 	ok, err = s.Check(ctx)
@@ -219,4 +193,11 @@ func (e *Engine) now() time.Time {
 		return e.Now()
 	}
 	return time.Now()
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }

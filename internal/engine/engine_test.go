@@ -26,7 +26,6 @@ type fakeStep struct {
 	memo      map[string]string
 }
 
-func (f *fakeStep) Name() string                                { return f.name }
 func (f *fakeStep) Fingerprint(context.Context) (string, error) { return f.fp, nil }
 func (f *fakeStep) Check(context.Context) (bool, error)         { f.checks++; return f.converged, nil }
 func (f *fakeStep) Apply(ctx context.Context) error {
@@ -59,10 +58,37 @@ type notes struct {
 
 func (n *notes) Status(s string) { n.mu.Lock(); n.msgs = append(n.msgs, s); n.mu.Unlock() }
 
-func newEngine(t *testing.T, steps ...Step) (*Engine, *state.Store) {
+func nodes(steps ...*fakeStep) []Node {
+	out := make([]Node, len(steps))
+	for i, s := range steps {
+		out[i] = Node{Name: s.name, Step: s}
+	}
+	return out
+}
+
+func newEngine(t *testing.T, steps ...*fakeStep) (*Engine, *state.Store) {
 	t.Helper()
 	store := &state.Store{Path: filepath.Join(t.TempDir(), "state.json")}
-	return &Engine{Steps: steps, Store: store, Log: zap.NewNop()}, store
+	return &Engine{Nodes: nodes(steps...), Store: store, Log: zap.NewNop()}, store
+}
+
+// run loads the state as the CLI does and runs the engine once.
+func run(t *testing.T, e *Engine, ctx context.Context, opts Options) error {
+	t.Helper()
+	st, _, err := e.Store.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Run(ctx, st, opts)
+}
+
+func skipped(t *testing.T, store *state.Store, name string) bool {
+	t.Helper()
+	st, err := store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Steps[name].Skipped
 }
 
 func TestSkipRules(t *testing.T) {
@@ -91,12 +117,11 @@ func TestSkipRules(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			out, err := e.Run(context.Background(), Options{})
-			if err != nil {
+			if err := run(t, e, context.Background(), Options{}); err != nil {
 				t.Fatal(err)
 			}
-			if s.applies != tt.wantApplies || out[0].Skipped != tt.wantSkipped {
-				t.Fatalf("applies=%d skipped=%v, want %d %v", s.applies, out[0].Skipped, tt.wantApplies, tt.wantSkipped)
+			if s.applies != tt.wantApplies || skipped(t, store, "volume") != tt.wantSkipped {
+				t.Fatalf("applies=%d skipped=%v, want %d %v", s.applies, skipped(t, store, "volume"), tt.wantApplies, tt.wantSkipped)
 			}
 			st, _ := store.Load()
 			if r := st.Steps["volume"]; r.Status != state.Succeeded || r.Fingerprint != tt.fp {
@@ -110,7 +135,7 @@ func TestSecondRunSkipsEverything(t *testing.T) {
 	a, b := &fakeStep{name: "a", fp: "1"}, &fakeStep{name: "b", fp: "2"}
 	e, store := newEngine(t, a, b)
 	for i := 0; i < 2; i++ {
-		if _, err := e.Run(context.Background(), Options{}); err != nil {
+		if err := run(t, e, context.Background(), Options{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -118,10 +143,12 @@ func TestSecondRunSkipsEverything(t *testing.T) {
 		t.Fatalf("applies a=%d b=%d, want 1 each", a.applies, b.applies)
 	}
 	// A fresh engine (a new process) reads the same state and skips too.
-	e2 := &Engine{Steps: []Step{a, b}, Store: store, Log: zap.NewNop()}
-	out, err := e2.Run(context.Background(), Options{})
-	if err != nil || !out[0].Skipped || !out[1].Skipped {
-		t.Fatalf("second process did not skip: %+v %v", out, err)
+	e2 := &Engine{Nodes: nodes(a, b), Store: store, Log: zap.NewNop()}
+	if err := run(t, e2, context.Background(), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if !skipped(t, store, "a") || !skipped(t, store, "b") {
+		t.Fatal("second process did not skip")
 	}
 }
 
@@ -130,7 +157,9 @@ func TestFailureStopsAndIsRecorded(t *testing.T) {
 	b := &fakeStep{name: "b", fp: "2", applyErr: errors.New("disk on fire")}
 	c := &fakeStep{name: "c", fp: "3"}
 	e, store := newEngine(t, a, b, c)
-	_, err := e.Run(context.Background(), Options{})
+	n := &notes{}
+	e.Notify = n
+	err := run(t, e, context.Background(), Options{})
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != "b" || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("want StepError for b, got %v", err)
@@ -145,12 +174,16 @@ func TestFailureStopsAndIsRecorded(t *testing.T) {
 	if st.Steps["a"].Status != state.Succeeded {
 		t.Fatal("earlier success not recorded")
 	}
+	// systemctl status shows the failing step and its error.
+	if last := n.msgs[len(n.msgs)-1]; last != "step b: failed: disk on fire" {
+		t.Fatalf("last STATUS %q", last)
+	}
 }
 
 func TestApplyWithoutEffectFails(t *testing.T) {
 	s := &fakeStep{name: "a", fp: "1", noEffect: true}
 	e, _ := newEngine(t, s)
-	if _, err := e.Run(context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "still not converged") {
+	if err := run(t, e, context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "still not converged") {
 		t.Fatalf("want not-converged error, got %v", err)
 	}
 }
@@ -164,7 +197,7 @@ func TestInterruptIsRecorded(t *testing.T) {
 	}}
 	next := &fakeStep{name: "next", fp: "2"}
 	e, store := newEngine(t, s, next)
-	_, err := e.Run(ctx, Options{})
+	err := run(t, e, ctx, Options{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
@@ -177,29 +210,41 @@ func TestInterruptIsRecorded(t *testing.T) {
 	}
 }
 
-func TestOnlyUntilAlways(t *testing.T) {
+// An Apply that finishes its work although the run was cancelled meanwhile
+// (an uninterruptible mkfs) is still an interrupted step, not a success.
+func TestCancelledDuringApplyIsNotSuccess(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &fakeStep{name: "mkfs", fp: "1", applyFunc: func(context.Context) error { cancel(); return nil }}
+	e, store := newEngine(t, s)
+	if err := run(t, e, ctx, Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	st, _ := store.Load()
+	if st.Steps["mkfs"].Status != state.Interrupted {
+		t.Fatalf("status %s, want interrupted", st.Steps["mkfs"].Status)
+	}
+}
+
+func TestOnlyUntil(t *testing.T) {
 	tests := []struct {
 		name string
 		opts Options
 		want string
 	}{
-		{"all", Options{}, "meta,a,b,c"},
-		{"until", Options{Until: "a"}, "meta,a"},
-		{"only", Options{Only: []string{"b"}, Always: []string{"meta"}}, "meta,b"},
-		{"only two", Options{Only: []string{"c", "a"}}, "a,c"},
-		{"only and until", Options{Only: []string{"a", "c"}, Until: "b"}, "a"},
+		{"all", Options{}, "a,b,c,d"},
+		{"until", Options{Until: "b"}, "a,b"},
+		{"only", Options{Only: []string{"c"}}, "c"},
+		{"only two", Options{Only: []string{"d", "b"}}, "b,d"},
+		{"only and until", Options{Only: []string{"b", "d"}, Until: "c"}, "b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var steps []Step
 			var fakes []*fakeStep
-			for _, n := range []string{"meta", "a", "b", "c"} {
-				f := &fakeStep{name: n, fp: n}
-				fakes = append(fakes, f)
-				steps = append(steps, f)
+			for _, n := range []string{"a", "b", "c", "d"} {
+				fakes = append(fakes, &fakeStep{name: n, fp: n})
 			}
-			e, _ := newEngine(t, steps...)
-			if _, err := e.Run(context.Background(), tt.opts); err != nil {
+			e, _ := newEngine(t, fakes...)
+			if err := run(t, e, context.Background(), tt.opts); err != nil {
 				t.Fatal(err)
 			}
 			var ran []string
@@ -218,7 +263,7 @@ func TestOnlyUntilAlways(t *testing.T) {
 func TestUnknownStepName(t *testing.T) {
 	e, _ := newEngine(t, &fakeStep{name: "a"})
 	for _, opts := range []Options{{Only: []string{"nope"}}, {Until: "nope"}} {
-		if _, err := e.Run(context.Background(), opts); err == nil || !strings.Contains(err.Error(), `unknown step "nope"`) {
+		if err := run(t, e, context.Background(), opts); err == nil || !strings.Contains(err.Error(), `unknown step "nope"`) {
 			t.Fatalf("want unknown step error, got %v", err)
 		}
 	}
@@ -226,24 +271,18 @@ func TestUnknownStepName(t *testing.T) {
 
 func TestMemoPersistsAcrossRuns(t *testing.T) {
 	s := &memoStep{fakeStep{name: "signal", fp: "i-1"}}
-	e, store := newEngine(t, s)
-	if _, err := e.Run(context.Background(), Options{}); err != nil {
+	store := &state.Store{Path: filepath.Join(t.TempDir(), "state.json")}
+	e := &Engine{Nodes: []Node{{Name: "signal", Step: s}}, Store: store, Log: zap.NewNop()}
+	if err := run(t, e, context.Background(), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	s2 := &memoStep{fakeStep{name: "signal", fp: "i-1", converged: true}}
-	e2 := &Engine{Steps: []Step{Lazy("signal", func(context.Context) (Step, error) { return s2, nil })}, Store: store, Log: zap.NewNop()}
-	if _, err := e2.Run(context.Background(), Options{}); err != nil {
+	e2 := &Engine{Nodes: []Node{{Name: "signal", Step: s2}}, Store: store, Log: zap.NewNop()}
+	if err := run(t, e2, context.Background(), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if s2.memo["applied"] != "i-1" {
-		t.Fatalf("memo not restored through Lazy: %v", s2.memo)
-	}
-}
-
-func TestLazyBuildError(t *testing.T) {
-	e, _ := newEngine(t, Lazy("x", func(context.Context) (Step, error) { return nil, errors.New("no region") }))
-	if _, err := e.Run(context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "no region") {
-		t.Fatalf("got %v", err)
+		t.Fatalf("memo not restored: %v", s2.memo)
 	}
 }
 
@@ -254,7 +293,7 @@ func TestNotifyAndDurations(t *testing.T) {
 	e, store := newEngine(t, s)
 	e.Notify = n
 	e.Now = func() time.Time { return clock }
-	if _, err := e.Run(context.Background(), Options{}); err != nil {
+	if err := run(t, e, context.Background(), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(n.msgs, "|"); got != "step a: running|step a: done|converged" {
@@ -270,7 +309,7 @@ func TestErrorsAreRedactedInState(t *testing.T) {
 	s := &fakeStep{name: "env", fp: "1", applyErr: errors.New("bad token hunter2 in .env")}
 	e, store := newEngine(t, s)
 	e.Redact = func(v string) string { return strings.ReplaceAll(v, "hunter2", "[REDACTED]") }
-	_, _ = e.Run(context.Background(), Options{})
+	_ = run(t, e, context.Background(), Options{})
 	st, _ := store.Load()
 	if got := st.Steps["env"].LastError; strings.Contains(got, "hunter2") || !strings.Contains(got, "[REDACTED]") {
 		t.Fatalf("state holds %q", got)

@@ -6,8 +6,6 @@ import "context"
 // fingerprint matches its last successful run and whose Check passes;
 // otherwise it calls Apply and then Check again to confirm the result.
 type Step interface {
-	// Name is the step's stable identifier (state key, --only, --until).
-	Name() string
 	// Fingerprint digests the step's inputs. It is called before Check and
 	// may read cheap local facts or configuration, never mutate the host.
 	Fingerprint(ctx context.Context) (string, error)
@@ -18,18 +16,24 @@ type Step interface {
 	Apply(ctx context.Context) error
 }
 
-// Permanent marks an error that retrying cannot fix (wrong AZ, revoked KMS
-// key, a volume holding a foreign filesystem). The CLI maps it onto the same
-// exit code as any failed step; systemd uses it to stop restart loops.
-type Permanent struct{ Err error }
+// Memoizer is a step that keeps a little data of its own across runs (the
+// signal step remembers which instance it signalled for). The engine
+// restores the memo before Fingerprint and saves it after the step
+// converges.
+type Memoizer interface {
+	Restore(memo map[string]string)
+	Memo() map[string]string
+}
 
-func (p *Permanent) Error() string { return p.Err.Error() }
-func (p *Permanent) Unwrap() error { return p.Err }
+// Warner is a step that can converge with a reservation worth showing in
+// status, such as "converged locally; AWS could not be asked".
+type Warner interface {
+	Warning() string
+}
 
-// PermanentError wraps err as permanent.
-func PermanentError(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &Permanent{Err: err}
+// Node is a step with its name and the steps whose results it needs.
+type Node struct {
+	Name  string
+	Needs []string
+	Step  Step
 }

@@ -2,8 +2,7 @@
 // service, IMDSv2 only.
 package imds
 
-// Identity is what the metadata step learns about this instance. Steps that
-// run after it hold a pointer to the same value.
+// Identity is what the metadata phase learns about this instance.
 type Identity struct {
 	InstanceID string `json:"instance_id"`
 	Region     string `json:"region"`

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monagent/monagent/internal/imds"
 	"github.com/monagent/monagent/rig/awssim/imdssim"
 	"github.com/monagent/monagent/rig/awssim/simtest"
-	"github.com/monagent/monagent/internal/imds"
 )
 
 func sim(t *testing.T, scenario string) *simtest.Sim {

@@ -86,21 +86,30 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// redactingWriter masks secrets in each encoded log entry. zap hands a
-// WriteSyncer one whole entry per Write, so a secret never straddles calls.
-type redactingWriter struct {
+// Writer is the one redaction point: every byte the agent writes (log
+// entries, the final error, status and smoke reports) goes through a
+// Writer, which masks the known secrets in each Write. zap hands it one
+// whole entry per Write and the CLI whole lines, so a secret never
+// straddles two calls.
+type Writer struct {
 	out zapcore.WriteSyncer
 	r   *Redactor
 }
 
-func (w redactingWriter) Write(p []byte) (int, error) {
+// NewWriter masks r's secrets in everything written to out.
+func NewWriter(out io.Writer, r *Redactor) *Writer {
+	return &Writer{out: zapcore.AddSync(out), r: r}
+}
+
+func (w *Writer) Write(p []byte) (int, error) {
 	if _, err := io.WriteString(w.out, w.r.Redact(string(p))); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-func (w redactingWriter) Sync() error { return w.out.Sync() }
+// Sync flushes the underlying writer when it can be flushed.
+func (w *Writer) Sync() error { return w.out.Sync() }
 
 // Options configure New.
 type Options struct {
@@ -109,7 +118,8 @@ type Options struct {
 	Out    io.Writer
 }
 
-// New builds a logger whose every line goes through red.
+// New builds a logger whose every line goes through red. Out may already
+// be a *Writer; it is not wrapped twice.
 func New(o Options, red *Redactor) (*zap.Logger, error) {
 	level := zapcore.InfoLevel
 	if o.Level != "" {
@@ -131,7 +141,10 @@ func New(o Options, red *Redactor) (*zap.Logger, error) {
 	default:
 		return nil, fmt.Errorf("--log-format %q: want json or console", o.Format)
 	}
-	out := zapcore.AddSync(o.Out)
-	core := zapcore.NewCore(enc, redactingWriter{out: out, r: red}, level)
+	w, ok := o.Out.(*Writer)
+	if !ok {
+		w = NewWriter(o.Out, red)
+	}
+	core := zapcore.NewCore(enc, w, level)
 	return zap.New(core), nil
 }

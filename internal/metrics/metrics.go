@@ -3,7 +3,9 @@
 package metrics
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -56,6 +58,49 @@ func Write(dir string, st *state.State) error {
 		return fmt.Errorf("metrics: create %s: %w", dir, err)
 	}
 	if err := atomicfile.WriteFile(filepath.Join(dir, FileName), Render(st), 0o644); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
+
+// Link keeps a symlink at link pointing to dir (both host paths, under
+// root), so that a stack mounting link finds the textfile: Docker resolves
+// a bind mount's source through symlinks. The link is relative, so it
+// resolves the same under a --root prefix. An empty directory in its place
+// (Docker creates one for a missing bind source) is replaced; anything
+// else is left alone and reported.
+func Link(root, link, dir string) error {
+	full := filepath.Join(root, link)
+	target, err := filepath.Rel(filepath.Dir(link), dir)
+	if err != nil {
+		return fmt.Errorf("metrics: link %s to %s: %w", link, dir, err)
+	}
+	if cur, err := os.Readlink(full); err == nil && cur == target {
+		return nil
+	}
+	fi, err := os.Lstat(full)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("metrics: %w", err)
+	case fi.IsDir():
+		// Remove fails on a directory that is not empty, which is kept.
+		if err := os.Remove(full); err != nil {
+			return fmt.Errorf("metrics: %s is a directory, not a link to %s, and cannot be replaced: %w", link, dir, err)
+		}
+	case fi.Mode()&fs.ModeSymlink == 0:
+		return fmt.Errorf("metrics: %s is a file, not a link to %s: remove it or set metrics.textfile_link", link, dir)
+	}
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	tmp := full + ".tmp-link"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if err := os.Rename(tmp, full); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil

@@ -59,3 +59,65 @@ func TestWriteReadableByNodeExporter(t *testing.T) {
 		}
 	}
 }
+
+func TestLink(t *testing.T) {
+	const dir, link = "/var/lib/node_exporter/textfile_collector", "/opt/monitoring/node-exporter/textfile"
+	tests := []struct {
+		name    string
+		before  func(t *testing.T, full string)
+		wantErr string
+	}{
+		{"absent", func(*testing.T, string) {}, ""},
+		{"empty directory made by Docker", func(t *testing.T, full string) {
+			if err := os.MkdirAll(full, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"stale link", func(t *testing.T, full string) {
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("/elsewhere", full); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"directory with files is kept", func(t *testing.T, full string) {
+			if err := os.MkdirAll(full, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(full, "other.prom"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "cannot be replaced"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			full := filepath.Join(root, link)
+			tt.before(t, full)
+			if err := Write(filepath.Join(root, dir), &state.State{Steps: map[string]*state.Record{}}); err != nil {
+				t.Fatal(err)
+			}
+			err := Link(root, link, dir)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Link = %v, want %q", err, tt.wantErr)
+				}
+				if _, err := os.Stat(filepath.Join(full, "other.prom")); err != nil {
+					t.Fatalf("the directory's file is gone: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Through the link, under the root prefix, the textfile is there.
+			if _, err := os.Stat(filepath.Join(full, FileName)); err != nil {
+				t.Fatalf("textfile not reachable through the link: %v", err)
+			}
+			if err := Link(root, link, dir); err != nil {
+				t.Fatalf("second Link: %v", err)
+			}
+		})
+	}
+}

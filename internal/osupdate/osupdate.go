@@ -12,6 +12,17 @@ import (
 	"github.com/monagent/monagent/internal/command"
 )
 
+// Bounds of a package manager run: an update downloads, so it may take
+// minutes, but a hung mirror must not hold the boot for ever.
+const (
+	refreshTimeout = 10 * time.Minute
+	upgradeTimeout = 30 * time.Minute
+)
+
+// noninteractive keeps apt and dpkg from asking anything: there is no one
+// to answer, and a prompt would hang the boot until the timeout.
+var noninteractive = []string{"DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=a"}
+
 // Step updates the OS packages once when enabled.
 type Step struct {
 	Enabled bool
@@ -20,8 +31,7 @@ type Step struct {
 	updatedAt string
 }
 
-func (s *Step) Name() string { return "packages" }
-
+// Fingerprint is whether the update is on.
 func (s *Step) Fingerprint(context.Context) (string, error) {
 	return fmt.Sprintf("update=%t", s.Enabled), nil
 }
@@ -31,31 +41,39 @@ func (s *Step) Check(context.Context) (bool, error) {
 	return !s.Enabled || s.updatedAt != "", nil
 }
 
+// Apply runs the update. A SIGTERM asks the package manager to stop
+// (command.Exec sends SIGTERM, not SIGKILL), which dnf and dpkg handle
+// without leaving their databases half-written.
 func (s *Step) Apply(ctx context.Context) error {
 	if !s.Enabled {
 		return nil
 	}
+	var cmds []command.Cmd
 	switch {
 	case found("dnf"):
-		if _, err := s.Run.Run(ctx, "dnf", "update", "-y"); err != nil {
-			return fmt.Errorf("OS update: %w", err)
-		}
+		cmds = []command.Cmd{{Name: "dnf", Args: []string{"-y", "update"}, Timeout: upgradeTimeout}}
 	case found("apt-get"):
-		if _, err := s.Run.Run(ctx, "apt-get", "update"); err != nil {
-			return fmt.Errorf("OS update: %w", err)
-		}
-		if _, err := s.Run.Run(ctx, "apt-get", "-y", "-o", "Dpkg::Options::=--force-confold", "upgrade"); err != nil {
-			return fmt.Errorf("OS update: %w", err)
+		cmds = []command.Cmd{
+			{Name: "apt-get", Args: []string{"-q", "update"}, Env: noninteractive, Timeout: refreshTimeout},
+			{Name: "apt-get", Args: []string{"-q", "-y", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "upgrade"},
+				Env: noninteractive, Timeout: upgradeTimeout},
 		}
 	default:
 		return errors.New("OS update: neither dnf nor apt-get found; set packages.update: false or install one")
+	}
+	for _, c := range cmds {
+		if _, err := s.Run.Run(ctx, c); err != nil {
+			return fmt.Errorf("OS update: %w", err)
+		}
 	}
 	s.updatedAt = time.Now().UTC().Format(time.RFC3339)
 	return nil
 }
 
+// Restore implements engine.Memoizer.
 func (s *Step) Restore(memo map[string]string) { s.updatedAt = memo["updated_at"] }
 
+// Memo implements engine.Memoizer.
 func (s *Step) Memo() map[string]string {
 	if s.updatedAt == "" {
 		return nil

@@ -18,12 +18,13 @@ func fakeManagers(t *testing.T, names ...string) (log string) {
 	dir := t.TempDir()
 	log = filepath.Join(dir, "calls")
 	for _, n := range names {
-		script := "#!/bin/sh\necho \"$0 $*\" >>" + log + "\n"
+		script := "#!/bin/sh\necho \"$0 $* env=$DEBIAN_FRONTEND\" >>" + log + "\n"
 		if err := os.WriteFile(filepath.Join(dir, n), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Setenv("PATH", dir) // nothing else: the real managers must never run
+	t.Setenv("PATH", dir)           // nothing else: the real managers must never run
+	t.Setenv("DEBIAN_FRONTEND", "") // only what the step sets counts
 	return log
 }
 
@@ -36,14 +37,16 @@ func TestStep(t *testing.T) {
 		wantErr  string
 	}{
 		{"off: nothing runs", false, []string{"dnf", "apt-get"}, nil, ""},
-		{"dnf first, as on Amazon Linux", true, []string{"dnf", "apt-get"}, []string{"dnf update -y"}, ""},
-		{"apt on Debian", true, []string{"apt-get"}, []string{"apt-get update", "apt-get -y -o Dpkg::Options::=--force-confold upgrade"}, ""},
+		{"dnf first, as on Amazon Linux", true, []string{"dnf", "apt-get"}, []string{"dnf -y update env="}, ""},
+		{"apt on Debian, noninteractive, keeping config files", true, []string{"apt-get"}, []string{
+			"apt-get -q update env=noninteractive",
+			"apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade env=noninteractive"}, ""},
 		{"no package manager", true, nil, nil, "neither dnf nor apt-get"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			log := fakeManagers(t, tt.managers...)
-			s := &Step{Enabled: tt.enabled, Run: command.Runner{}}
+			s := &Step{Enabled: tt.enabled, Run: command.Exec{}}
 			ctx := context.Background()
 			err := s.Apply(ctx)
 			if tt.wantErr != "" {

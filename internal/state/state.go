@@ -1,6 +1,7 @@
 // Package state persists what each step last did, so that a converged step
-// is skipped on the next run. The file is replaced atomically; a torn or
-// corrupt file is reported, never silently reset.
+// is skipped on the next run. The file is replaced atomically. A file that
+// cannot be read back is moved aside, never silently overwritten: the
+// steps re-check the host, so losing the history costs only time.
 package state
 
 import (
@@ -22,7 +23,6 @@ const (
 	Succeeded   Status = "succeeded"
 	Failed      Status = "failed"
 	Interrupted Status = "interrupted"
-	Running     Status = "running"
 )
 
 // Record is one step's history.
@@ -35,6 +35,7 @@ type Record struct {
 	LastError   string            `json:"last_error,omitempty"`
 	LastSuccess time.Time         `json:"last_success,omitempty"`
 	Skipped     bool              `json:"skipped,omitempty"`
+	Warning     string            `json:"warning,omitempty"`
 	Memo        map[string]string `json:"memo,omitempty"`
 }
 
@@ -42,6 +43,7 @@ type Record struct {
 type State struct {
 	Version int                `json:"version"`
 	LastRun time.Time          `json:"last_run,omitempty"`
+	Mode    string             `json:"mode,omitempty"`
 	Steps   map[string]*Record `json:"steps"`
 }
 
@@ -50,30 +52,76 @@ const version = 1
 // Store reads and writes the state file at Path.
 type Store struct {
 	Path string
+	// Now stamps the name of a file moved aside; nil means time.Now.
+	Now func() time.Time
 }
 
-// Load reads the state. A missing file is an empty state.
+// CorruptError is a state file that cannot be read back.
+type CorruptError struct {
+	Path  string
+	Cause error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state file %s cannot be read back (%v); the next run moves it aside and checks every step against the host",
+		e.Path, e.Cause)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Cause }
+
+// Empty is the state of a host monagent has never run on.
+func Empty() *State { return &State{Version: version, Steps: map[string]*Record{}} }
+
+// Load reads the state without changing anything. A missing file is an
+// empty state; one that does not parse is a *CorruptError.
 func (s *Store) Load() (*State, error) {
 	b, err := os.ReadFile(s.Path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &State{Version: version, Steps: map[string]*Record{}}, nil
+		return Empty(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read state %s: %w", s.Path, err)
 	}
 	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("state file %s is corrupt (%v); monagent will not guess what it held: "+
-			"move it aside (mv %s %s.bad) and run again, every step is then checked against the host", s.Path, err, s.Path, s.Path)
+		return nil, &CorruptError{Path: s.Path, Cause: err}
 	}
 	if st.Version != version {
-		return nil, fmt.Errorf("state file %s has version %d, this monagent reads version %d: "+
-			"move it aside and run again", s.Path, st.Version, version)
+		return nil, &CorruptError{Path: s.Path, Cause: fmt.Errorf("version %d, this monagent reads version %d", st.Version, version)}
 	}
 	if st.Steps == nil {
 		st.Steps = map[string]*Record{}
 	}
 	return &st, nil
+}
+
+// Recovered says where Open moved a state file it could not read.
+type Recovered struct {
+	MovedTo string
+	Cause   error
+}
+
+// Open is Load for a run: a corrupt file is moved aside to
+// <path>.corrupt-<timestamp> (mode 0600) and an empty state returned,
+// with a *Recovered that the caller logs.
+func (s *Store) Open() (*State, *Recovered, error) {
+	st, err := s.Load()
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		return st, nil, err
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	aside := fmt.Sprintf("%s.corrupt-%s", s.Path, now().UTC().Format("20060102T150405.000000000Z"))
+	if err := os.Chmod(s.Path, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("%w; and it cannot be moved aside: %w", ce, err)
+	}
+	if err := os.Rename(s.Path, aside); err != nil {
+		return nil, nil, fmt.Errorf("%w; and it cannot be moved aside: %w", ce, err)
+	}
+	return Empty(), &Recovered{MovedTo: aside, Cause: ce.Cause}, nil
 }
 
 // Save writes st atomically (see package atomicfile), mode 0600, creating

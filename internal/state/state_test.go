@@ -1,9 +1,9 @@
 package state
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -39,7 +39,9 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCorruptStateIsAnError(t *testing.T) {
+// A corrupt file is an error to Load (status changes nothing) and is moved
+// aside by Open (a run carries on with an empty state).
+func TestCorruptStateIsMovedAside(t *testing.T) {
 	for name, content := range map[string]string{
 		"torn":    `{"version":1,"steps":{"vol`,
 		"garbage": "\x00\x01not json",
@@ -47,15 +49,40 @@ func TestCorruptStateIsAnError(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "state.json")
-			if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := (&Store{Path: p}).Load()
-			if err == nil {
-				t.Fatal("corrupt state loaded without error")
+			s := &Store{Path: p, Now: func() time.Time { return time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC) }}
+			var ce *CorruptError
+			if _, err := s.Load(); !errors.As(err, &ce) {
+				t.Fatalf("Load: want *CorruptError, got %v", err)
 			}
-			if !strings.Contains(err.Error(), "move it aside") {
-				t.Errorf("error does not say how to recover: %v", err)
+			if _, err := os.Stat(p); err != nil {
+				t.Fatalf("Load moved the file: %v", err)
+			}
+			st, rec, err := s.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec == nil || len(st.Steps) != 0 {
+				t.Fatalf("Open: recovered %+v, steps %v", rec, st.Steps)
+			}
+			want := p + ".corrupt-20261123T100000.000000000Z"
+			if rec.MovedTo != want {
+				t.Fatalf("moved to %s, want %s", rec.MovedTo, want)
+			}
+			b, err := os.ReadFile(want)
+			if err != nil || string(b) != content {
+				t.Fatalf("the corrupt content was not kept: %q %v", b, err)
+			}
+			if fi, _ := os.Stat(want); fi.Mode().Perm() != 0o600 {
+				t.Fatalf("moved file mode %v, want 0600", fi.Mode().Perm())
+			}
+			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("corrupt file still in place: %v", err)
+			}
+			if rec.Cause == nil {
+				t.Fatal("Recovered does not say what was wrong")
 			}
 		})
 	}

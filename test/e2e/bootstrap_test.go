@@ -155,8 +155,8 @@ func TestRefusesForeignContent(t *testing.T) {
 			h := newHost(t, scenario("", ""), "30s")
 			prepare(t, h, func(dev string) { tt.prepare(t, dev) })
 			r := h.monagent("bootstrap")
-			if r.code != 1 || !strings.Contains(r.stderr, tt.wantErr) {
-				t.Fatalf("want exit 1 naming %q, got %d: %s", tt.wantErr, r.code, r.stderr)
+			if r.code != 4 || !strings.Contains(r.stderr, tt.wantErr) {
+				t.Fatalf("want exit 4 (permanent) naming %q, got %d: %s", tt.wantErr, r.code, r.stderr)
 			}
 			if sig := h.signals(); len(sig) != 1 || !strings.Contains(sig[0], "FAILURE") {
 				t.Fatalf("want one FAILURE signal, got %q", sig)
@@ -181,8 +181,9 @@ func TestRefusesForeignContent(t *testing.T) {
 	}
 }
 
-// Permanent failures before the signal exit 1 with the operator's next move
-// and fail the stack at once with a FAILURE signal.
+// Permanent failures before the signal exit 4, on which systemd does not
+// restart the unit, with the operator's next move, and fail the stack at
+// once with a FAILURE signal: within 5 s of the failing step's error.
 func TestPermanentFailuresSignalFailure(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -210,9 +211,8 @@ func TestPermanentFailuresSignalFailure(t *testing.T) {
 			}
 			h := newHost(t, scen, tt.wait)
 			r := h.monagent("bootstrap")
-			failedAt := time.Now()
-			if r.code != 1 {
-				t.Fatalf("exit %d, want 1\nstderr: %s", r.code, r.stderr)
+			if r.code != 4 {
+				t.Fatalf("exit %d, want 4\nstderr: %s", r.code, r.stderr)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(r.stderr, w) {
@@ -226,10 +226,12 @@ func TestPermanentFailuresSignalFailure(t *testing.T) {
 			if s := h.stackStatus(); !strings.Contains(s, "ROLLBACK") && s != "CREATE_FAILED" {
 				t.Fatalf("stack %s after FAILURE", s)
 			}
-			// The signal was sent before monagent exited: CloudFormation
-			// knew within the run, long before any 15-minute timeout.
-			if d := time.Since(failedAt); d > 5*time.Second {
-				t.Fatalf("FAILURE visible only %v after the failure", d)
+			// CloudFormation heard of the failure within seconds of the
+			// step's error, not after its 15-minute timeout.
+			failed := logTime(t, r.stdout, "step failed")
+			signalled := h.signalTime("FAILURE")
+			if d := signalled.Sub(failed); d < 0 || d > 5*time.Second {
+				t.Fatalf("FAILURE signal %v after the step failed (at %v, signal at %v), want within 5s", d, failed, signalled)
 			}
 		})
 	}

@@ -8,26 +8,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"encoding/json"
-	"net/http"
 )
 
 func (h *host) throttledCalls() int {
 	h.t.Helper()
-	resp, err := http.Get(h.url + "/_sim/calls")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var calls []struct {
-		Code string `json:"code"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&calls); err != nil {
-		h.t.Fatal(err)
-	}
 	n := 0
-	for _, c := range calls {
+	for _, c := range h.calls() {
 		if c.Code == "RequestLimitExceeded" || c.Code == "Throttling" {
 			n++
 		}
@@ -57,16 +43,7 @@ func TestExitCodes(t *testing.T) {
 		}
 	})
 	t.Run("lock held is 3", func(t *testing.T) {
-		lockPath := filepath.Join(h.root, "run/monagent.lock")
-		if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		holder := exec.Command("flock", lockPath, "sleep", "30")
-		if err := holder.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = holder.Process.Kill(); _ = holder.Wait() }()
-		time.Sleep(200 * time.Millisecond)
+		h.holdLock(t)
 		r := h.monagent("--lock-timeout", "500ms", "reconcile")
 		if r.code != 3 || !strings.Contains(r.stderr, "lock") {
 			t.Fatalf("exit %d, want 3: %s", r.code, r.stderr)

@@ -7,7 +7,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +42,9 @@ func TestMain(m *testing.M) {
 	bins.monagent = filepath.Join(dir, "monagent")
 	bins.awssim = filepath.Join(dir, "awssim")
 	for out, pkg := range map[string]string{bins.monagent: "../../cmd/monagent", bins.awssim: "../../cmd/awssim"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
+		// Static, as shipped: the same binary runs inside the instances.
+		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build", pkg, err)
@@ -237,6 +241,45 @@ func (h *host) signals() []string {
 	return sig
 }
 
+// signalTime is when the stack's event for the first signal of status
+// was recorded.
+func (h *host) signalTime(status string) time.Time {
+	h.t.Helper()
+	out, err := h.cfn().DescribeStackEvents(context.Background(), &cloudformation.DescribeStackEventsInput{StackName: aws.String(stackName)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for i := len(out.StackEvents) - 1; i >= 0; i-- {
+		ev := out.StackEvents[i]
+		if strings.Contains(aws.ToString(ev.ResourceStatusReason), "Received "+status+" signal") {
+			return aws.ToTime(ev.Timestamp)
+		}
+	}
+	h.t.Fatalf("no %s signal event", status)
+	return time.Time{}
+}
+
+// logTime is the time of the first JSON log line with message msg.
+func logTime(t *testing.T, logs, msg string) time.Time {
+	t.Helper()
+	for _, line := range strings.Split(logs, "\n") {
+		var e struct {
+			Msg  string `json:"msg"`
+			Time string `json:"time"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != msg {
+			continue
+		}
+		ts, err := time.Parse("2006-01-02T15:04:05.000Z0700", e.Time)
+		if err != nil {
+			t.Fatalf("log time %q: %v", e.Time, err)
+		}
+		return ts
+	}
+	t.Fatalf("no log line %q in:\n%s", msg, logs)
+	return time.Time{}
+}
+
 func (h *host) stackStatus() string {
 	h.t.Helper()
 	out, err := h.cfn().DescribeStacks(context.Background(), &cloudformation.DescribeStacksInput{StackName: aws.String(stackName)})
@@ -272,4 +315,77 @@ func run(t *testing.T, name string, args ...string) {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
+}
+
+// call is one entry of awssim's call log.
+type call struct {
+	Service   string `json:"service"`
+	Operation string `json:"operation"`
+	Code      string `json:"code"`
+}
+
+func (h *host) calls() []call {
+	h.t.Helper()
+	resp, err := http.Get(h.url + "/_sim/calls")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var calls []call
+	if err := json.NewDecoder(resp.Body).Decode(&calls); err != nil {
+		h.t.Fatal(err)
+	}
+	return calls
+}
+
+// countCalls counts logged calls by service.
+func (h *host) countCalls() map[string]int {
+	n := map[string]int{}
+	for _, c := range h.calls() {
+		n[c.Service]++
+	}
+	return n
+}
+
+func (h *host) control(method, path, body string) {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		h.t.Fatalf("%s %s: %s", method, path, resp.Status)
+	}
+}
+
+func (h *host) clearCalls()               { h.control(http.MethodDelete, "/_sim/calls", "") }
+func (h *host) setFault(key, body string) { h.control(http.MethodPut, "/_sim/faults/"+key, body) }
+func (h *host) clearFault(key string)     { h.control(http.MethodDelete, "/_sim/faults/"+key, "") }
+func (h *host) writeConfig(extra string) {
+	h.t.Helper()
+	writeFile(h.t, h.config, fmt.Sprintf(baseConfig, "30s")+extra)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// command is monagent with the host's flags and environment, for tests
+// that start it themselves.
+func (h *host) command(prefix []string, args ...string) *exec.Cmd {
+	argv := append(append(append([]string(nil), prefix...), bins.monagent, "--root", h.root, "--config", h.config), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = h.env()
+	return cmd
 }

@@ -52,7 +52,10 @@ collect:
 		}
 	}
 	joined := strings.Join(msgs, "\n")
-	for _, step := range []string{"metadata", "packages", "volume", "signal"} {
+	if !strings.Contains(joined, "STATUS=reading instance metadata") {
+		t.Errorf("no metadata status in:\n%s", joined)
+	}
+	for _, step := range []string{"packages", "volume", "signal"} {
 		for _, phase := range []string{"running", "done"} {
 			if want := "STATUS=step " + step + ": " + phase; !strings.Contains(joined, want) {
 				t.Errorf("missing %q in:\n%s", want, joined)

@@ -29,8 +29,21 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 	unit, _ := os.ReadFile(filepath.Join(dir, "monagent.service"))
-	// Exit 2 is bad configuration: systemd must not restart into it forever.
-	if !strings.Contains(string(unit), "RestartPreventExitStatus=2") || !strings.Contains(string(unit), "NotifyAccess=main") {
+	// Exit 2 is bad configuration and 4 a permanent failure: systemd must
+	// not restart into either forever.
+	if !strings.Contains(string(unit), "\nRestartPreventExitStatus=2 4\n") || !strings.Contains(string(unit), "\nNotifyAccess=main\n") {
 		t.Fatalf("unit lost its restart or notify policy:\n%s", unit)
+	}
+	// Nothing that gives the unit a mount namespace of its own or hides
+	// devices: the mount must reach the host (systemd.exec(5)).
+	for _, line := range strings.Split(string(unit), "\n") {
+		key, _, _ := strings.Cut(strings.TrimSpace(line), "=")
+		switch key {
+		case "PrivateTmp", "PrivateMounts", "PrivateDevices", "ProtectSystem", "ProtectHome", "ReadOnlyPaths",
+			"ReadWritePaths", "InaccessiblePaths", "TemporaryFileSystem", "BindPaths", "BindReadOnlyPaths",
+			"MountFlags", "RootDirectory", "RootImage", "ProtectKernelModules", "ProtectKernelTunables",
+			"ProtectControlGroups", "ProtectProc", "DevicePolicy", "DeviceAllow", "PrivateNetwork", "MountAPIVFS":
+			t.Errorf("the unit sets %s, which namespaces its mounts, hides devices or cuts it off from the host", line)
+		}
 	}
 }

@@ -1,0 +1,262 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/monagent/monagent/rig/instance"
+)
+
+// These tests run the shipped systemd unit under real systemd 252, PID 1
+// of a systemd-nspawn instance booted from a cached Debian bookworm
+// rootfs. awssim runs on the host; the instance shares the host's network.
+
+// rigCache is where the rig keeps what is expensive to build.
+func rigCache() string {
+	if d := os.Getenv("MONAGENT_RIG_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/monagent-rig"
+}
+
+func baseRootfs(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	base, err := instance.EnsureRootfs(ctx, rigCache())
+	if err != nil {
+		t.Fatalf("rootfs: %v", err)
+	}
+	return base
+}
+
+// cloud-init's ordering, as stand-ins: cloud-init.target after
+// multi-user.target, cloud-final.service (which runs user-data) wanted by
+// it and ordered after multi-user.target.
+const (
+	cloudInitTarget = `[Unit]
+Description=Cloud-init target (stand-in)
+DefaultDependencies=no
+After=multi-user.target
+Wants=cloud-final.service
+`
+	cloudFinal = `[Unit]
+Description=Cloud-init: Final Stage (stand-in: runs user-data)
+After=network-online.target multi-user.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/var/lib/cloud/instance/scripts/part-001
+RemainAfterExit=yes
+TimeoutSec=0
+StandardOutput=journal+console
+`
+)
+
+type unitSetup struct {
+	userData bool   // install the cloud-init stand-ins and the user-data script
+	dropIn   string // a drop-in for monagent.service
+}
+
+// bootWithUnit attaches the volume (as a launch would), then boots an
+// instance with monagent installed as the AMI bake installs it, its unit
+// enabled, the volume's loop device and by-id link bound in.
+func bootWithUnit(t *testing.T, h *host, name string, u unitSetup) *instance.Instance {
+	t.Helper()
+	dev := attachOnHost(t, h)
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return instance.Boot(t, instance.Options{
+		Name:  name,
+		Base:  baseRootfs(t),
+		Binds: []string{dev, filepath.Join(h.root, "dev/disk") + ":/dev/disk"},
+		Setup: func(root string) error {
+			run(t, filepath.Join(repo, "packaging/install.sh"), bins.monagent, root)
+			writeFile(t, filepath.Join(root, "etc/monagent/config.yaml"), readFile(t, h.config))
+			writeFile(t, filepath.Join(root, "etc/systemd/system.conf.d/aws.conf"), "[Manager]\nDefaultEnvironment="+
+				strings.Join([]string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=eu-west-1",
+					"AWS_ENDPOINT_URL=" + h.url, "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + h.url}, " ")+"\n")
+			enable(t, root, "multi-user.target", "monagent.service")
+			if u.dropIn != "" {
+				writeFile(t, filepath.Join(root, "etc/systemd/system/monagent.service.d/test.conf"), u.dropIn)
+			}
+			if u.userData {
+				writeFile(t, filepath.Join(root, "etc/systemd/system/cloud-init.target"), cloudInitTarget)
+				writeFile(t, filepath.Join(root, "etc/systemd/system/cloud-final.service"), cloudFinal)
+				enable(t, root, "multi-user.target", "cloud-init.target")
+				run(t, "install", "-D", "-m", "0755", filepath.Join(repo, "packaging/user-data.sh"),
+					filepath.Join(root, "var/lib/cloud/instance/scripts/part-001"))
+			}
+			return nil
+		},
+	})
+}
+
+// attachOnHost attaches the volume to the simulated instance through the
+// EC2 API before boot, and returns its loop device: a device node made
+// after boot would not appear in the instance's /dev.
+func attachOnHost(t *testing.T, h *host) string {
+	t.Helper()
+	_, err := h.ec2().AttachVolume(context.Background(), &ec2.AttachVolumeInput{VolumeId: aws.String(volumeID),
+		InstanceId: aws.String(instanceID), Device: aws.String("/dev/xvdf")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dev string
+	waitFor(t, func() bool {
+		d, err := filepath.EvalSymlinks(filepath.Join(h.root, byID))
+		dev = d
+		return err == nil
+	})
+	return dev
+}
+
+func enable(t *testing.T, root, target, unit string) {
+	t.Helper()
+	link := filepath.Join(root, "etc/systemd/system", target+".wants", unit)
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/systemd/system/"+unit, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// inside runs argv in the instance's init namespaces: the host, as far as
+// the instance's units are concerned.
+func inside(t *testing.T, in *instance.Instance, argv ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := in.Exec(ctx, argv[0], argv[1:]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// show reads unit properties.
+func show(t *testing.T, in *instance.Instance, unit string) map[string]string {
+	t.Helper()
+	out := inside(t, in, "systemctl", "show", "-p", "ActiveState,SubState,Result,ExecMainStatus,NRestarts,StatusText", unit)
+	props := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			props[k] = v
+		}
+	}
+	return props
+}
+
+// The unit's run, in the namespaces systemd gives it, mounts the volume
+// where the host sees it: the instance's init finds /data mounted.
+func TestUnitMountReachesHost(t *testing.T) {
+	h := newHost(t, scenario("", ""), "30s")
+	in := bootWithUnit(t, h, "mon-unit-mount", unitSetup{})
+	p := show(t, in, "monagent.service")
+	if p["Result"] != "success" || p["ExecMainStatus"] != "0" {
+		t.Fatalf("monagent.service: %v\n%s", p, inside(t, in, "journalctl", "-b", "-u", "monagent", "-o", "cat"))
+	}
+	mnt := strings.Fields(inside(t, in, "findmnt", "-n", "-o", "FSTYPE,SOURCE", "/data"))
+	if len(mnt) != 2 || mnt[0] != "xfs" {
+		t.Fatalf("the instance's init sees %q at /data, want the xfs volume", mnt)
+	}
+	if !strings.Contains(inside(t, in, "cat", "/etc/fstab"), " /data xfs defaults,nofail 0 2") {
+		t.Fatal("no fstab line")
+	}
+	t.Logf("status: %s", p["StatusText"])
+}
+
+// With the sandboxing the unit once had (PrivateTmp=yes gives it a mount
+// namespace of its own), monagent refuses with exit 4, on which systemd
+// does not restart it; nothing is mounted, nothing formatted.
+func TestUnitRefusesPrivateMountNamespace(t *testing.T) {
+	h := newHost(t, scenario("", ""), "30s")
+	in := bootWithUnit(t, h, "mon-unit-private", unitSetup{dropIn: "[Service]\nPrivateTmp=yes\n"})
+	p := show(t, in, "monagent.service")
+	if p["ExecMainStatus"] != "4" || p["ActiveState"] != "failed" || p["NRestarts"] != "0" {
+		t.Fatalf("monagent.service: %v, want exit 4, failed, not restarting\n%s", p,
+			inside(t, in, "journalctl", "-b", "-u", "monagent", "-o", "cat"))
+	}
+	journal := inside(t, in, "journalctl", "-b", "-u", "monagent", "-o", "cat")
+	if !strings.Contains(journal, "mount namespace of its own") || strings.Contains(journal, `"argv":["mkfs`) {
+		t.Fatalf("journal:\n%s", journal)
+	}
+	if out, err := in.Exec(context.Background(), "findmnt", "/data"); err == nil {
+		t.Fatalf("something is mounted at /data: %s", out)
+	}
+}
+
+// First boot with user-data: the unit (wanted by multi-user.target) runs
+// before cloud-init's final stage, sends SUCCESS right after the volume;
+// user-data's bootstrap then finds the host converged. No ordering cycle,
+// exactly one signal.
+func TestFirstBootWithUserData(t *testing.T) {
+	h := newHost(t, scenario("", ""), "30s")
+	in := bootWithUnit(t, h, "mon-first-boot", unitSetup{userData: true})
+	if p := show(t, in, "cloud-final.service"); p["Result"] != "success" {
+		t.Fatalf("cloud-final: %v\n%s", p, inside(t, in, "journalctl", "-b", "-u", "cloud-final", "-o", "cat"))
+	}
+	if p := show(t, in, "monagent.service"); p["Result"] != "success" {
+		t.Fatalf("monagent.service: %v", p)
+	}
+	boot := inside(t, in, "journalctl", "-b", "-o", "cat")
+	if strings.Contains(strings.ToLower(boot), "ordering cycle") {
+		t.Fatalf("ordering cycle at boot:\n%s", boot)
+	}
+	unit := inside(t, in, "journalctl", "-b", "-u", "monagent", "-o", "cat")
+	userData := inside(t, in, "journalctl", "-b", "-u", "cloud-final", "-o", "cat")
+	if !strings.Contains(unit, "cloudformation signal sent") || strings.Contains(userData, "cloudformation signal sent") {
+		t.Fatalf("SUCCESS should come from the unit, which runs first:\nunit:\n%s\nuser-data:\n%s", unit, userData)
+	}
+	if !strings.Contains(userData, `"mode":"bootstrap"`) || !strings.Contains(userData, "run converged") {
+		t.Fatalf("user-data's bootstrap did not converge:\n%s", userData)
+	}
+	if sig := h.signals(); len(sig) != 1 || sig[0] != "Received SUCCESS signal with UniqueId "+instanceID {
+		t.Fatalf("signals %q", sig)
+	}
+	if s := h.stackStatus(); s != "CREATE_COMPLETE" {
+		t.Fatalf("stack %s", s)
+	}
+	// The unit's run converged before user-data's bootstrap started: the
+	// boot unit does not hold the signal back behind user-data.
+	unitDone := strings.Index(boot, `"msg":"run converged","mode":"reconcile"`)
+	bootstrapStart := strings.Index(boot, `"msg":"run start","mode":"bootstrap"`)
+	if unitDone < 0 || bootstrapStart < 0 || unitDone > bootstrapStart {
+		t.Fatalf("want the unit's reconcile to converge before bootstrap starts:\n%s", boot)
+	}
+}
+
+// A host with no user-data converges, and signals, from the unit alone.
+func TestFirstBootWithoutUserData(t *testing.T) {
+	h := newHost(t, scenario("", ""), "30s")
+	in := bootWithUnit(t, h, "mon-no-userdata", unitSetup{})
+	if p := show(t, in, "monagent.service"); p["Result"] != "success" {
+		t.Fatalf("monagent.service: %v", p)
+	}
+	if sig := h.signals(); len(sig) != 1 || !strings.Contains(sig[0], "SUCCESS") {
+		t.Fatalf("signals %q", sig)
+	}
+	if mnt := inside(t, in, "findmnt", "-n", "-o", "FSTYPE", "/data"); mnt != "xfs" {
+		t.Fatalf("/data: %q", mnt)
+	}
+}
