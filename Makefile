@@ -21,3 +21,8 @@ demo:
 
 clean:
 	rm -rf bin
+
+# The test rig's Docker engine, Compose plugin and seed-stack images (rig/README.md).
+.PHONY: images
+images:
+	./rig/images/build.sh
