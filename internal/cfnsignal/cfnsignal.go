@@ -126,8 +126,12 @@ func (s *Step) Check(context.Context) (bool, error) {
 	return s.InstanceID != "" && s.signaled == s.InstanceID, nil
 }
 
-// Apply sends SUCCESS.
+// Apply sends SUCCESS, unless the memo says this instance's signal is
+// already settled (a run stopped right after sending it).
 func (s *Step) Apply(ctx context.Context) error {
+	if s.signaled == s.InstanceID {
+		return nil
+	}
 	o, err := s.Signaler.Send(ctx, s.InstanceID, types.ResourceSignalStatusSuccess)
 	if err != nil {
 		return err

@@ -85,6 +85,9 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrTimeout is wrapped by the error of a command that ran out of time.
+var ErrTimeout = errors.New("timed out")
+
 // ExitCode returns the exit status carried by err, or -1 when err is not a
 // program that ran to completion.
 func ExitCode(err error) int {
@@ -99,6 +102,9 @@ func ExitCode(err error) int {
 // Never pass a secret in argv: give it on Stdin.
 type Exec struct {
 	Log *zap.Logger
+	// Redact, when set, masks secrets in a failed command's output before
+	// it is cut to size: cut first, a secret could be left half shown.
+	Redact func(string) string
 }
 
 // Run starts c, waits for it and returns its output. A non-zero exit is an
@@ -122,7 +128,11 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	defer cancel()
 
 	cmd := exec.CommandContext(cctx, c.Name, c.Args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// A group of its own: a stop reaches what the program started too
+	// (dpkg under apt-get, a mount helper), and a terminal's Ctrl-C does
+	// not reach an uninterruptible mkfs behind the agent's back.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = stopGrace
 	if len(c.Env) > 0 {
 		cmd.Env = append(os.Environ(), c.Env...)
@@ -135,6 +145,10 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 
 	start := time.Now()
 	err := cmd.Run()
+	if cctx.Err() != nil && cmd.Process != nil {
+		// Stopped or timed out: nothing it started may outlive it.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: cmd.ProcessState.ExitCode()}
 	if err == nil {
 		log.Debug("exec done", zap.Strings("argv", argv), zap.Duration("duration", time.Since(start)))
@@ -144,18 +158,25 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	case ctx.Err() != nil && !c.Uninterruptible:
 		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 	case cctx.Err() != nil:
-		err = fmt.Errorf("timed out after %v (%w)", timeout, err)
+		err = fmt.Errorf("%w after %v (%w)", ErrTimeout, timeout, err)
 	}
 	cerr := &Error{
 		Argv:     argv,
 		ExitCode: res.ExitCode,
-		Stdout:   clip(stdout.String()),
-		Stderr:   clip(stderr.String()),
+		Stdout:   clip(r.redact(stdout.String())),
+		Stderr:   clip(r.redact(stderr.String())),
 		Err:      err,
 	}
 	log.Warn("exec failed", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode),
 		zap.Duration("duration", time.Since(start)), zap.String("stderr", cerr.Stderr), zap.String("stdout", cerr.Stdout))
 	return res, cerr
+}
+
+func (r Exec) redact(s string) string {
+	if r.Redact == nil {
+		return s
+	}
+	return r.Redact(s)
 }
 
 func clip(s string) string {

@@ -79,6 +79,39 @@ func TestCancelSendsSIGTERM(t *testing.T) {
 	}
 }
 
+// A stop reaches what the command started, too: nothing outlives it, and
+// Run returns at once instead of waiting for the grandchild's pipes.
+func TestCancelReachesGrandchildren(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "pid")
+	start := time.Now()
+	_, err := Exec{}.Run(context.Background(), Cmd{Name: "sh", Args: []string{"-c", "sleep 300 & echo $! >" + marker + "; wait"},
+		Timeout: 500 * time.Millisecond})
+	if err == nil || !errors.Is(err, ErrTimeout) {
+		t.Fatalf("want a timeout, got %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Run returned after %v: it waited for the grandchild", d)
+	}
+	b, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	waitGone := time.Now().Add(2 * time.Second)
+	for {
+		if _, err := os.Stat("/proc/" + pid); errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if st, _ := os.ReadFile("/proc/" + pid + "/stat"); strings.Contains(string(st), ") Z ") {
+			return // dead, waiting to be reaped by its new parent
+		}
+		if time.Now().After(waitGone) {
+			t.Fatalf("the grandchild (pid %s) outlived the command", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // mkfs and mount, once started, finish even when the run is cancelled.
 func TestUninterruptibleFinishes(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "done")

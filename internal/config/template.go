@@ -137,6 +137,10 @@ func (c *Config) lookup(key string, instance func(string) (string, *problem)) fu
 	}
 }
 
+// maxExpanded bounds what placeholders bring into one string: a long
+// prefix used many times would otherwise turn a small file into gigabytes.
+const maxExpanded = 4096
+
 // expandString replaces each {name} in s, where name is an identifier,
 // with lookup(name). Other braces are text, and ${name} is left alone
 // because Compose interpolates it in .env values. It reads s once, left to
@@ -144,6 +148,7 @@ func (c *Config) lookup(key string, instance func(string) (string, *problem)) fu
 // cannot be in one, so no byte is scanned more than twice.
 func expandString(s string, lookup func(string) (string, *problem)) (string, *problem) {
 	var b strings.Builder
+	added := 0 // bytes the placeholders brought in
 	for {
 		i := strings.IndexByte(s, '{')
 		if i < 0 {
@@ -160,12 +165,19 @@ func expandString(s string, lookup func(string) (string, *problem)) (string, *pr
 		if p != nil {
 			return "", p
 		}
+		if added += len(val); added > maxExpanded {
+			return "", tooLong()
+		}
 		b.WriteString(s[:i])
 		b.WriteString(val)
 		s = s[i+n+2:]
 	}
 	b.WriteString(s)
 	return b.String(), nil
+}
+
+func tooLong() *problem {
+	return &problem{fmt.Sprintf("expands to more than %d characters of placeholder values", maxExpanded), "fewer or shorter placeholders"}
 }
 
 // identifierLen is the length of the identifier s starts with, 0 if none.

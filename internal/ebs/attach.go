@@ -25,30 +25,32 @@ const kmsPermissions = "kms:CreateGrant, kms:Decrypt, kms:DescribeKey, " +
 // reads are eventually consistent and may not show the attachment at once.
 const missingPollsForFallback = 3
 
-// ensureAttached makes sure the volume is attached to this instance.
-func (s *Step) ensureAttached(ctx context.Context, volID string) error {
+// ensureAttached makes sure the volume is attached to this instance, and
+// returns the device name EC2 reports for that attachment: the name to
+// look for when the volume id cannot be seen on the device itself.
+func (s *Step) ensureAttached(ctx context.Context, volID string) (string, error) {
 	vol, err := s.describe(ctx, volID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := s.checkVolume(vol); err != nil {
-		return err
+		return "", err
 	}
 	me := s.id.InstanceID
-	if attachment(vol, me, types.VolumeAttachmentStateAttached) != nil {
-		return nil
+	if a := attachment(vol, me, types.VolumeAttachmentStateAttached); a != nil {
+		return aws.ToString(a.Device), nil
 	}
 	if attachment(vol, me, types.VolumeAttachmentStateAttaching) == nil {
 		if !free(vol) {
 			if vol, err = s.waitAvailable(ctx, vol); err != nil {
-				return err
+				return "", err
 			}
-			if attachment(vol, me, types.VolumeAttachmentStateAttached) != nil {
-				return nil
+			if a := attachment(vol, me, types.VolumeAttachmentStateAttached); a != nil {
+				return aws.ToString(a.Device), nil
 			}
 		}
 		if err := s.attach(ctx, vol); err != nil {
-			return err
+			return "", err
 		}
 	}
 	return s.waitAttached(ctx, vol)
@@ -59,8 +61,11 @@ func (s *Step) describe(ctx context.Context, volID string) (types.Volume, error)
 	out, err := s.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{volID}})
 	if err != nil {
 		err = fmt.Errorf("volume: describe %s: %w", volID, err)
-		if retry.Code(err) == "InvalidVolume.NotFound" {
+		switch {
+		case retry.Code(err) == "InvalidVolume.NotFound":
 			return types.Volume{}, retry.PermanentError(fmt.Errorf("%w (check volume.id or the SSM parameter, and the region)", err))
+		case retry.Classify(err) == retry.Fatal:
+			return types.Volume{}, retry.PermanentError(fmt.Errorf("%w; the instance role needs ec2:DescribeVolumes", err))
 		}
 		return types.Volume{}, err
 	}
@@ -158,7 +163,7 @@ func (s *Step) attach(ctx context.Context, vol types.Volume) error {
 // this instance to reach "attached". An attachment that vanishes (the
 // volume falls back to available) on an encrypted volume is the KMS failure
 // of seed section 4.
-func (s *Step) waitAttached(ctx context.Context, vol types.Volume) error {
+func (s *Step) waitAttached(ctx context.Context, vol types.Volume) (string, error) {
 	volID := aws.ToString(vol.VolumeId)
 	me := s.id.InstanceID
 	timeout := s.cfg.AttachTimeout.Duration
@@ -193,18 +198,18 @@ func (s *Step) waitAttached(ctx context.Context, vol types.Volume) error {
 	switch {
 	case err == nil:
 		s.log.Info("volume attached", zap.String("volume_id", volID), zap.String("instance_id", me))
-		return nil
+		return aws.ToString(attachment(last, me, types.VolumeAttachmentStateAttached).Device), nil
 	case stop != nil && errors.Is(err, stop):
-		return err
+		return "", err
 	case errors.Is(err, retry.ErrTimeout):
 		hint := ""
 		if aws.ToBool(last.Encrypted) {
 			hint = fmt.Sprintf("; the volume is encrypted with KMS key %s: with a customer-managed key the instance role needs %s on it", kmsKey(last), kmsPermissions)
 		}
-		return fmt.Errorf("volume: %s is still %s, not attached to %s, %w%s; raise volume.attach_timeout or look at the volume's state in the EC2 console",
+		return "", fmt.Errorf("volume: %s is still %s, not attached to %s, %w%s; raise volume.attach_timeout or look at the volume's state in the EC2 console",
 			volID, attachmentState(last, me), me, err, hint)
 	}
-	return fmt.Errorf("volume: wait for %s to attach: %w", volID, err)
+	return "", fmt.Errorf("volume: wait for %s to attach: %w", volID, err)
 }
 
 // fallbackError explains an attachment that went back to nothing.

@@ -301,7 +301,7 @@ func TestEnsureAttached(t *testing.T) {
 				f.after = []answer{attached()}
 			}
 			s := testStep(t, f, config.Volume{ID: testVolID, Device: "/dev/xvdf"})
-			err := s.ensureAttached(context.Background(), testVolID)
+			dev, err := s.ensureAttached(context.Background(), testVolID)
 			polls, attaches := f.counts()
 			if attaches != tt.wantAttach {
 				t.Errorf("AttachVolume called %d times, want %d", attaches, tt.wantAttach)
@@ -312,6 +312,9 @@ func TestEnsureAttached(t *testing.T) {
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("ensureAttached: %v", err)
+				}
+				if dev != "/dev/xvdf" {
+					t.Errorf("attached as %q, want EC2's /dev/xvdf", dev)
 				}
 				if attaches > 0 {
 					in := f.attaches[0]
@@ -343,7 +346,7 @@ func TestEnsureAttachedCancelled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := s.ensureAttached(ctx, testVolID)
+	_, err := s.ensureAttached(ctx, testVolID)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want the context's deadline", err)
 	}

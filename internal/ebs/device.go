@@ -154,12 +154,14 @@ func exists(path string) bool {
 }
 
 // waitDevice waits, up to volume.device_timeout, for the volume's block
-// device to appear after the attachment.
-func (s *Step) waitDevice(ctx context.Context, volID string) (string, error) {
+// device to appear after the attachment. name is the device name EC2
+// reports for the attachment; it is used only when the device does not
+// carry the volume id.
+func (s *Step) waitDevice(ctx context.Context, volID, name string) (string, error) {
 	timeout := s.cfg.DeviceTimeout.Duration
 	var dev string
 	err := retry.Poll(ctx, s.backoff, timeout, s.log, func(context.Context) (bool, error) {
-		d, _, err := FindDevice(s.root, volID, s.cfg.Device)
+		d, _, err := FindDevice(s.root, volID, name)
 		if errors.Is(err, ErrDeviceNotFound) {
 			return false, nil
 		}
@@ -169,7 +171,7 @@ func (s *Step) waitDevice(ctx context.Context, volID string) (string, error) {
 	if errors.Is(err, retry.ErrTimeout) {
 		return "", fmt.Errorf("volume: %s is attached but its device did not appear, %w; looked at %s, the serials in %s and %s",
 			volID, err, filepath.Join(s.root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(volID)),
-			filepath.Join(s.root, "sys", "class", "block"), strings.Join(nameCandidates(s.root, s.cfg.Device), ", "))
+			filepath.Join(s.root, "sys", "class", "block"), strings.Join(nameCandidates(s.root, name), ", "))
 	}
 	if err != nil {
 		return "", err

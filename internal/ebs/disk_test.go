@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap/zaptest"
 
@@ -365,6 +367,46 @@ func TestVolumeIDOutage(t *testing.T) {
 	if ok, err := s.Check(context.Background()); ok || err == nil || !strings.Contains(err.Error(), "Rate exceeded") {
 		t.Fatalf("Check of an unmounted volume during an outage = %v, %v; want the SSM error", ok, err)
 	}
+}
+
+// EC2 attached the volume under another name than volume.device, and the
+// configured name holds another volume (no by-id link, no serial: Xen, or
+// loop devices): the step uses the name EC2 reports, never formats the
+// device at the configured name, and remembers the name it used.
+func TestAttachedUnderAnotherName(t *testing.T) {
+	r := newRig(t, config.Volume{FSType: "xfs"})
+	link := filepath.Join(r.root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(testVolID))
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	other := loopDevice(t)
+	for name, dev := range map[string]string{"xvdf": other, "sdg": r.dev} {
+		if err := os.Symlink(dev, filepath.Join(r.root, "dev", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asSdg := vol(types.VolumeStateInUse, func(v *types.Volume) {
+		v.Attachments = []types.VolumeAttachment{{InstanceId: aws.String(me), State: types.VolumeAttachmentStateAttached,
+			VolumeId: v.VolumeId, Device: aws.String("/dev/sdg")}}
+	})
+	r.step = r.fresh(t, &fakeEC2{before: []answer{asSdg}})
+	r.apply(t)
+	if got := blkidValue(t, r.dev, "TYPE"); got != "xfs" {
+		t.Fatalf("the attached volume was not formatted: TYPE %q", got)
+	}
+	if out, _ := exec.Command("blkid", "-p", other).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("the device at the configured name was touched: %s", out)
+	}
+	memo := r.step.Memo()
+	if memo["device"] != "/dev/sdg" {
+		t.Fatalf("memo %v does not remember EC2's name", memo)
+	}
+	// The next run's local check finds it by that name, with no EC2 call.
+	down := &fakeEC2{before: []answer{throttled()}}
+	next := r.fresh(t, down)
+	next.Restore(memo)
+	r.step = next
+	r.check(t, true)
 }
 
 // A device found by its configured name alone (no by-id link, no serial:

@@ -34,9 +34,10 @@ import (
 
 // Bounds of the commands that change the disk. They run to the end even
 // when the run is cancelled: a half-made filesystem helps no one.
+// The unit's TimeoutStopSec (5 min) must exceed mkfs's and mount's bounds.
 const (
-	mkfsTimeout  = 10 * time.Minute
-	mountTimeout = 2 * time.Minute
+	mkfsTimeout  = 3 * time.Minute
+	mountTimeout = time.Minute
 	probeTimeout = 30 * time.Second
 )
 
@@ -91,8 +92,9 @@ type Step struct {
 	warning   string
 	nsChecked bool
 
-	// Memo of the last success: the volume and its filesystem.
-	lastVolID, lastUUID string
+	// Memo of the last success: the volume, its filesystem, and the device
+	// name EC2 gave its attachment here.
+	lastVolID, lastUUID, lastDevice string
 }
 
 // New returns the volume step for cfg, an expanded and validated
@@ -113,12 +115,12 @@ func New(cfg config.Volume, o Options) *Step {
 
 // Restore implements engine.Memoizer.
 func (s *Step) Restore(memo map[string]string) {
-	s.lastVolID, s.lastUUID = memo["volume_id"], memo["uuid"]
+	s.lastVolID, s.lastUUID, s.lastDevice = memo["volume_id"], memo["uuid"], memo["device"]
 }
 
 // Memo implements engine.Memoizer.
 func (s *Step) Memo() map[string]string {
-	return map[string]string{"volume_id": s.volID, "uuid": s.uuid}
+	return map[string]string{"volume_id": s.volID, "uuid": s.uuid, "device": s.lastDevice}
 }
 
 // Warning implements engine.Warner.
@@ -164,7 +166,7 @@ func (s *Step) Check(ctx context.Context) (bool, error) {
 
 // checkLocal is Check without AWS.
 func (s *Step) checkLocal(ctx context.Context, volID string) (bool, error) {
-	dev, proof, err := FindDevice(s.root, volID, s.cfg.Device)
+	dev, proof, err := FindDevice(s.root, volID, s.knownDevice(volID))
 	if errors.Is(err, ErrDeviceNotFound) {
 		s.log.Info("volume device not found", zap.String("volume_id", volID))
 		return false, nil
@@ -182,7 +184,8 @@ func (s *Step) checkLocal(ctx context.Context, volID string) (bool, error) {
 	}
 	if proof == byName && (s.lastVolID != volID || s.lastUUID != sig.UUID) {
 		// A device name alone does not say which volume it is; the
-		// filesystem this volume had last time does.
+		// filesystem this volume had last time, at the name EC2 gave its
+		// attachment, does.
 		s.log.Info("device found by name only; asking EC2 which volume it is", zap.String("device", dev))
 		return false, nil
 	}
@@ -217,10 +220,14 @@ func (s *Step) Apply(ctx context.Context) error {
 	if s.volIDErr != nil {
 		return s.volIDErr
 	}
-	if err := s.ensureAttached(ctx, volID); err != nil {
+	attachedAs, err := s.ensureAttached(ctx, volID)
+	if err != nil {
 		return err
 	}
-	dev, err := s.waitDevice(ctx, volID)
+	if attachedAs == "" {
+		attachedAs = s.cfg.Device
+	}
+	dev, err := s.waitDevice(ctx, volID, attachedAs)
 	if err != nil {
 		return err
 	}
@@ -238,8 +245,9 @@ func (s *Step) Apply(ctx context.Context) error {
 	if changed {
 		s.log.Info("fstab updated", zap.String("fstab", s.fstabPath()), zap.String("uuid", uuid))
 	}
-	// A device found by name is this volume now: EC2 says it is attached.
-	s.uuid, s.lastVolID, s.lastUUID = uuid, volID, uuid
+	// A device found by name is this volume now: EC2 says it is attached
+	// here under that name.
+	s.uuid, s.lastVolID, s.lastUUID, s.lastDevice = uuid, volID, uuid, attachedAs
 	return s.ensureOwner()
 }
 
@@ -287,7 +295,7 @@ func (s *Step) volumeID(ctx context.Context) (string, error) {
 		case errors.Is(err, ssmparam.ErrNotFound):
 			return "", retry.PermanentError(fmt.Errorf("volume: %w (create it, or set volume.id)", err))
 		case err != nil:
-			return "", fmt.Errorf("volume: %w", err)
+			return "", retry.Permanently(fmt.Errorf("volume: %w (the instance role needs ssm:GetParameters on it)", err))
 		}
 		id, from = strings.TrimSpace(p.Value), "SSM parameter "+s.cfg.IDParameter
 	}
@@ -310,6 +318,16 @@ func (s *Step) readParameter(ctx context.Context) (ssmparam.Parameter, error) {
 	ctx, cancel := context.WithTimeout(ctx, fallbackBound)
 	defer cancel()
 	return s.params.Get(ctx, s.cfg.IDParameter, func(o *ssm.Options) { o.RetryMaxAttempts = fallbackAttempts })
+}
+
+// knownDevice is the name to look the volume up by when its id is not on
+// the device: the name EC2 gave its attachment when it last converged, or
+// the configured one.
+func (s *Step) knownDevice(volID string) string {
+	if s.lastVolID == volID && s.lastDevice != "" {
+		return s.lastDevice
+	}
+	return s.cfg.Device
 }
 
 func (s *Step) fstabPath() string { return filepath.Join(s.root, "etc", "fstab") }

@@ -2,6 +2,7 @@ package ebs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,9 +88,15 @@ func readable(dev string) error {
 	return nil
 }
 
-// probe is Probe with the step's wording on failure.
+// probe is Probe with the step's wording on failure. A probe cut short
+// (the run cancelled, blkid timed out on a slow device) says nothing about
+// the device: it is an ordinary error, retried by the next run. Any other
+// failure stops the step for good.
 func (s *Step) probe(ctx context.Context, volID, dev string) (Signature, error) {
 	sig, err := Probe(ctx, s.run, dev)
+	if err != nil && (ctx.Err() != nil || errors.Is(err, command.ErrTimeout)) {
+		return sig, fmt.Errorf("volume: probe %s (%s): %w", volID, dev, err)
+	}
 	if err != nil {
 		return sig, retry.PermanentError(fmt.Errorf(
 			"volume: cannot tell what %s (%s) holds: %w; monagent formats a volume only when blkid -p reports no signature at all, so it stops here: inspect the device (blkid -p %s, lsblk -f)",
@@ -121,6 +128,15 @@ func (s *Step) ensureFilesystem(ctx context.Context, volID, dev string) (string,
 	return s.usable(volID, dev, sig)
 }
 
+// noDiscard skips discarding the blocks of a blank volume, which EBS does
+// not need and which makes mkfs of a large volume take minutes.
+func noDiscard(fsType string) []string {
+	if fsType == "xfs" {
+		return []string{"-K"}
+	}
+	return []string{"-E", "nodiscard"}
+}
+
 // mkfs creates the filesystem on a device blkid has just found blank,
 // never with a force flag. Once started it runs to the end, even if the
 // run is cancelled.
@@ -131,11 +147,13 @@ func (s *Step) mkfs(ctx context.Context, volID, dev string) (Signature, error) {
 	}
 	s.log.Info("volume is blank, creating filesystem", zap.String("volume_id", volID),
 		zap.String("device", dev), zap.String("fs_type", fsType))
-	cmd := command.Cmd{Name: "mkfs." + fsType, Args: []string{dev}, Timeout: mkfsTimeout, Uninterruptible: true}
+	cmd := command.Cmd{Name: "mkfs." + fsType, Args: append(noDiscard(fsType), dev), Timeout: mkfsTimeout, Uninterruptible: true}
 	if _, err := s.run.Run(ctx, cmd); err != nil {
 		return Signature{}, fmt.Errorf("volume: create %s filesystem on %s (%s): %w", fsType, volID, dev, err)
 	}
-	sig, err := s.probe(ctx, volID, dev)
+	// Verify even when the run was cancelled meanwhile: mkfs finished, and
+	// what it left must be known before anything else happens.
+	sig, err := s.probe(context.WithoutCancel(ctx), volID, dev)
 	if err != nil {
 		return sig, err
 	}

@@ -38,50 +38,56 @@ type Mount struct {
 // the mount namespace of init (PID 1): a mount made here would then be
 // private to the process and vanish with it, while the host has nothing at
 // the mount point. systemd gives a unit such a namespace for PrivateTmp=,
-// ProtectSystem=, PrivateDevices= and their kind. Mount ids are unique
-// across namespaces, so the two views of / tell. When init's view cannot
-// be read, nothing can be told and nothing is refused.
+// ProtectSystem=, PrivateDevices= and their kind. When neither test below
+// can be made, nothing is refused.
 func HostMountNamespace() error {
-	mine, err := rootMountID(mountInfoPath)
-	if err != nil {
-		return err
-	}
-	host, err := rootMountID(initMountInfoPath)
-	if err != nil || host == mine {
+	same, known := sameMountNamespace()
+	if !known || same {
 		return nil
 	}
-	return retry.PermanentError(fmt.Errorf(
-		"volume: monagent runs in a mount namespace of its own (its / is mount %d, the host's is mount %d): "+
-			"a mount made here would never reach the host. Run it in the host's namespace: its systemd unit must not set "+
-			"PrivateTmp=, PrivateMounts=, PrivateDevices=, ProtectSystem=, ProtectHome=, ReadOnlyPaths=, InaccessiblePaths=, "+
-			"TemporaryFileSystem= or MountFlags=; by hand, nsenter -t 1 -m monagent ...", mine, host))
+	return retry.PermanentError(errors.New(
+		"volume: monagent runs in a mount namespace of its own, not the host's: " +
+			"a mount made here would never reach the host. Run it in the host's namespace: its systemd unit must not set " +
+			"PrivateTmp=, PrivateMounts=, PrivateDevices=, ProtectSystem=, ProtectHome=, ReadOnlyPaths=, InaccessiblePaths=, " +
+			"TemporaryFileSystem= or MountFlags=; by hand, nsenter -t 1 -m monagent ..."))
 }
 
-// rootMountID is the id of the mount at / in a mountinfo file.
-func rootMountID(path string) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("volume: %w", err)
+// sameMountNamespace compares our namespace with init's: the namespace
+// files when they can be read, else the mount ids, which are unique across
+// namespaces (two views of one namespace share them, a chroot included;
+// another namespace has none in common).
+func sameMountNamespace() (same, known bool) {
+	mine, err1 := os.Stat("/proc/self/ns/mnt")
+	host, err2 := os.Stat("/proc/1/ns/mnt")
+	if err1 == nil && err2 == nil {
+		return os.SameFile(mine, host), true
 	}
-	defer f.Close()
-	id := -1
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && fields[4] == "/" {
-			if n, err := strconv.Atoi(fields[0]); err == nil {
-				id = n // the last one is on top
-			}
+	a, err1 := mountIDs(mountInfoPath)
+	b, err2 := mountIDs(initMountInfoPath)
+	if err1 != nil || err2 != nil || len(a) == 0 || len(b) == 0 {
+		return false, false
+	}
+	for id := range a {
+		if b[id] {
+			return true, true
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("volume: read %s: %w", path, err)
+	return false, true
+}
+
+// mountIDs are the mount ids a mountinfo file lists.
+func mountIDs(path string) (map[string]bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
-	if id < 0 {
-		return 0, fmt.Errorf("volume: %s lists no mount at /", path)
+	ids := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if id, _, ok := strings.Cut(line, " "); ok {
+			ids[id] = true
+		}
 	}
-	return id, nil
+	return ids, nil
 }
 
 // MountAt returns the topmost mount at dir, or nil when nothing is mounted
@@ -208,6 +214,9 @@ func (s *Step) ensureMounted(ctx context.Context, volID, dev string) error {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		s.log.Warn("mount point is not empty; its files are hidden while the volume is mounted",
 			zap.String("mount_point", dir), zap.Int("entries", len(ents)))
+	}
+	if err := ctx.Err(); err != nil {
+		return err // an uninterruptible mount must not start once stopped
 	}
 	cmd := command.Cmd{Name: "mount", Args: []string{"-t", s.cfg.FSType, "-o", MountOptions(s.cfg.MountOptions), dev, dir},
 		Timeout: mountTimeout, Uninterruptible: true}

@@ -159,6 +159,9 @@ func (e *Engine) converge(ctx context.Context, s Step, rec *state.Record, log *z
 		return false, err
 	}
 	if err := ctx.Err(); err != nil {
+		// Apply finished its work although the run was stopped meanwhile:
+		// what it did (a signal sent) is kept, the step still unconfirmed.
+		e.keepMemo(s, rec)
 		return false, err
 	}
 	ok, err = s.Check(ctx)
@@ -169,10 +172,21 @@ func (e *Engine) converge(ctx context.Context, s Step, rec *state.Record, log *z
 		return false, errors.New("apply finished but the host is still not converged; see the lines above for what was done")
 	}
 	rec.Fingerprint = fp
-	if m, ok := s.(Memoizer); ok {
-		rec.Memo = m.Memo()
-	}
+	e.keepMemo(s, rec)
 	return false, nil
+}
+
+// keepMemo records the step's memo, with any secret in it masked: a
+// SecureString volume id must not reach the state file.
+func (e *Engine) keepMemo(s Step, rec *state.Record) {
+	m, ok := s.(Memoizer)
+	if !ok {
+		return
+	}
+	rec.Memo = m.Memo()
+	for k, v := range rec.Memo {
+		rec.Memo[k] = e.redact(v)
+	}
 }
 
 func (e *Engine) status(msg string) {

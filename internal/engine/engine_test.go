@@ -315,3 +315,21 @@ func TestErrorsAreRedactedInState(t *testing.T) {
 		t.Fatalf("state holds %q", got)
 	}
 }
+
+// A step whose Apply did its work while the run was being stopped keeps
+// its memo (a signal that was sent stays sent), and stays unconfirmed.
+func TestMemoKeptWhenStoppedAfterApply(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &memoStep{fakeStep{name: "signal", fp: "i-1", applyFunc: func(context.Context) error { cancel(); return nil }}}
+	store := &state.Store{Path: filepath.Join(t.TempDir(), "state.json")}
+	e := &Engine{Nodes: []Node{{Name: "signal", Step: s}}, Store: store, Log: zap.NewNop(),
+		Redact: func(v string) string { return strings.ReplaceAll(v, "i-1", "[REDACTED]") }}
+	if err := run(t, e, ctx, Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	st, _ := store.Load()
+	r := st.Steps["signal"]
+	if r.Status != state.Interrupted || r.Memo["applied"] != "[REDACTED]" {
+		t.Fatalf("record %+v: want interrupted with the memo kept, secrets masked", r)
+	}
+}

@@ -32,8 +32,9 @@ func NewRedactor() *Redactor {
 	return &Redactor{secrets: map[string]struct{}{}}
 }
 
-// Add registers a secret. Every encoding a log line may carry it in (raw,
-// JSON-escaped with and without HTML escaping) is masked.
+// Add registers a secret. Every encoding a line may carry it in is masked:
+// raw, as zap's JSON encoder escapes it, and as encoding/json does (with
+// and without HTML escaping) for status --json.
 func (r *Redactor) Add(secret string) {
 	if secret == "" {
 		return
@@ -65,6 +66,9 @@ func (r *Redactor) Redact(s string) string {
 
 func encodings(secret string) []string {
 	out := []string{secret}
+	if z := zapEscaped(secret); z != "" {
+		out = append(out, z)
+	}
 	for _, html := range []bool{true, false} {
 		var b bytes.Buffer
 		enc := json.NewEncoder(&b)
@@ -75,6 +79,22 @@ func encodings(secret string) []string {
 		}
 	}
 	return out
+}
+
+// zapEscaped is secret as zap's JSON encoder writes it inside quotes,
+// which differs from encoding/json (\u0008 for \b, U+2028 raw, ...).
+func zapEscaped(secret string) string {
+	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{})
+	buf, err := enc.EncodeEntry(zapcore.Entry{}, []zapcore.Field{zap.String("k", secret)})
+	if err != nil {
+		return ""
+	}
+	defer buf.Free()
+	s := strings.TrimSuffix(buf.String(), "\n")
+	if !strings.HasPrefix(s, `{"k":"`) || !strings.HasSuffix(s, `"}`) {
+		return ""
+	}
+	return s[len(`{"k":"`) : len(s)-len(`"}`)]
 }
 
 func contains(list []string, s string) bool {

@@ -26,6 +26,33 @@ func PermanentError(err error) error {
 	return &Permanent{Err: err}
 }
 
+// TransientError marks err as worth retrying, for failures that are not
+// AWS calls (a download cut short, a 503 from a web server).
+func TransientError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &transient{err: err}
+}
+
+type transient struct{ err error }
+
+func (t *transient) Error() string { return t.err.Error() }
+func (t *transient) Unwrap() error { return t.err }
+
+// RetryableError is the mark the AWS SDK's classifier reads.
+func (t *transient) RetryableError() bool { return true }
+
+// Permanently marks err permanent when AWS's answer is one no retry
+// changes (access denied, not found, invalid input), so that systemd does
+// not restart into it every 30 seconds.
+func Permanently(err error) error {
+	if err != nil && !IsPermanent(err) && Classify(err) == Fatal {
+		return PermanentError(err)
+	}
+	return err
+}
+
 // IsPermanent reports whether err, or an error it wraps, is Permanent.
 func IsPermanent(err error) bool {
 	var p *Permanent

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/monagent/monagent/internal/atomicfile"
+	"github.com/monagent/monagent/internal/retry"
 )
 
 // Status of a step's last run.
@@ -85,6 +86,11 @@ func (s *Store) Load() (*State, error) {
 	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, &CorruptError{Path: s.Path, Cause: err}
+	}
+	if st.Version > version {
+		// Written by a newer monagent: not corrupt, and not ours to discard.
+		return nil, retry.PermanentError(fmt.Errorf("state file %s has version %d, written by a newer monagent; this one reads version %d: "+
+			"install that newer monagent again, or move the file aside (its step history is lost, the host is checked afresh)", s.Path, st.Version, version))
 	}
 	if st.Version != version {
 		return nil, &CorruptError{Path: s.Path, Cause: fmt.Errorf("version %d, this monagent reads version %d", st.Version, version)}

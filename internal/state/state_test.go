@@ -4,8 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/monagent/monagent/internal/retry"
 )
 
 func TestSaveLoadRoundTrip(t *testing.T) {
@@ -45,7 +48,7 @@ func TestCorruptStateIsMovedAside(t *testing.T) {
 	for name, content := range map[string]string{
 		"torn":    `{"version":1,"steps":{"vol`,
 		"garbage": "\x00\x01not json",
-		"version": `{"version":99,"steps":{}}`,
+		"version": `{"version":0,"steps":{}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "state.json")
@@ -85,5 +88,21 @@ func TestCorruptStateIsMovedAside(t *testing.T) {
 				t.Fatal("Recovered does not say what was wrong")
 			}
 		})
+	}
+}
+
+// A state file written by a newer monagent is not corrupt: it is left in
+// place, and the run stops with a permanent error saying what to do.
+func TestNewerVersionIsRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(p, []byte(`{"version":99,"steps":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := (&Store{Path: p}).Open()
+	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "newer monagent") {
+		t.Fatalf("Open = %v; want a permanent error", err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the file was moved: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -93,7 +94,7 @@ func TestConvergedHostSurvivesAWSOutage(t *testing.T) {
 		t.Fatalf("a no-op reconcile made AWS calls %v; want IMDS and one SSM read", n)
 	}
 
-	h.setFault("ssm.GetParameter", `{"count":-1,"status":400,"code":"ThrottlingException","message":"Rate exceeded"}`)
+	h.setFault("ssm.*", `{"count":-1,"status":400,"code":"ThrottlingException","message":"Rate exceeded"}`)
 	h.setFault("ec2.*", `{"count":-1,"status":503,"code":"Unavailable","message":"Service Unavailable"}`)
 	h.clearCalls()
 	r = h.monagent("reconcile")
@@ -118,7 +119,7 @@ func TestConvergedHostSurvivesAWSOutage(t *testing.T) {
 	if r := h.monagent("reconcile"); r.code != 1 || !strings.Contains(r.stderr, "ThrottlingException") {
 		t.Fatalf("exit %d, want 1 naming the SSM error:\n%s", r.code, r.stderr)
 	}
-	h.clearFault("ssm.GetParameter")
+	h.clearFault("ssm.*")
 	h.clearFault("ec2.*")
 	h.mustConverge("reconcile")
 }
@@ -180,6 +181,7 @@ func TestRolledBackStackIsNotASuccess(t *testing.T) {
 func TestSigtermDuringCommand(t *testing.T) {
 	h := newHost(t, scenario("", ""), "30s")
 	h.writeConfig("packages:\n  update: true\n")
+	writeFile(t, filepath.Join(h.root, "etc/os-release"), "ID=debian\n")
 	bin := t.TempDir()
 	started, gotTerm := filepath.Join(bin, "started"), filepath.Join(bin, "got-term")
 	writeExecutable(t, filepath.Join(bin, "apt-get"), "#!/bin/sh\ntrap 'echo term >"+gotTerm+"; exit 143' TERM\ntouch "+started+"\nwhile :; do sleep 0.05; done\n")
@@ -282,5 +284,42 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// When the state cannot be saved after SUCCESS was sent, the run fails,
+// but bootstrap knows from the run itself that SUCCESS went out: no
+// FAILURE follows it.
+func TestNoFailureAfterSuccessWhenStateSaveFails(t *testing.T) {
+	h := newHost(t, scenario("", "faults:\n  cloudformation.SignalResource: {delay: 2s}\n"), "30s")
+	dir := filepath.Join(h.root, "var/lib/monagent")
+	cmd := h.command(nil, "bootstrap")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
+	sc := bufio.NewScanner(stdout)
+	var log strings.Builder
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), `"msg":"step start","step":"signal"`) {
+			run(t, "chattr", "+i", dir) // SignalResource is on its way; the save after it fails
+		}
+	}
+	err = cmd.Wait()
+	if exitCode(err) == 0 {
+		t.Fatalf("bootstrap succeeded although its state could not be saved:\n%s", log.String())
+	}
+	if sig := h.signals(); len(sig) != 1 || !strings.Contains(sig[0], "SUCCESS") {
+		t.Fatalf("signals %q: want the one SUCCESS, no FAILURE after it\n%s%s", sig, log.String(), stderr.String())
+	}
+	if n := h.callCount("cloudformation", "SignalResource"); n != 1 {
+		t.Fatalf("SignalResource called %d times", n)
 	}
 }

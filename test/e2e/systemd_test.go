@@ -31,7 +31,8 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	unit, _ := os.ReadFile(filepath.Join(dir, "monagent.service"))
 	// Exit 2 is bad configuration and 4 a permanent failure: systemd must
 	// not restart into either forever.
-	if !strings.Contains(string(unit), "\nRestartPreventExitStatus=2 4\n") || !strings.Contains(string(unit), "\nNotifyAccess=main\n") {
+	if !strings.Contains(string(unit), "\nRestartPreventExitStatus=2 4\n") || !strings.Contains(string(unit), "\nNotifyAccess=main\n") ||
+		!strings.Contains(string(unit), "\nKillMode=mixed\n") {
 		t.Fatalf("unit lost its restart or notify policy:\n%s", unit)
 	}
 	// Nothing that gives the unit a mount namespace of its own or hides
