@@ -74,7 +74,7 @@ func (a *app) discover(ctx context.Context) (*host.Host, error) {
 		Root:    a.g.root,
 		Config:  a.cfg,
 		AWS:     a.aws,
-		Run:     command.Exec{Log: a.log},
+		Run:     command.Exec{Log: a.log, Redact: a.g.secrets.Redact},
 		Log:     a.log,
 		Secrets: a.g.secrets,
 	})
@@ -98,12 +98,13 @@ func converge(ctx context.Context, g *globals, mode string, rf *runFlags, stdout
 	a.log.Info("run start", zap.String("mode", mode), zap.String("version", version), zap.String("root", g.root))
 	notify.Status("reading instance metadata")
 	h, err := a.discover(ctx)
+	var st *state.State
 	if err == nil {
-		err = a.runSteps(ctx, h, mode, table, engine.Options{Only: rf.only, Until: rf.until}, start, notify)
+		st, err = a.runSteps(ctx, h, mode, table, engine.Options{Only: rf.only, Until: rf.until}, start, notify)
 	}
 	if err != nil {
 		if mode == modeBootstrap {
-			a.signalFailure(h, table, err)
+			a.signalFailure(h, table, st, err)
 		}
 		a.log.Error("run failed", zap.String("mode", mode), zap.Duration("duration", time.Since(start)), zap.Error(err))
 		return err
@@ -112,9 +113,11 @@ func converge(ctx context.Context, g *globals, mode string, rf *runFlags, stdout
 	return nil
 }
 
-// runSteps takes the lock and runs the mode's steps on h.
+// runSteps takes the lock and runs the mode's steps on h. It returns the
+// run's state once loaded, so that what this run did is known even when
+// the state file could not be written.
 func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []stepDef, opts engine.Options,
-	start time.Time, notify sdNotifier) error {
+	start time.Time, notify sdNotifier) (*state.State, error) {
 	eng := &engine.Engine{
 		Nodes:  nodes(table, mode, h),
 		Store:  a.store(),
@@ -124,28 +127,32 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 	}
 	if err := eng.Validate(opts); err != nil {
 		// The name is a step, but this configuration turns it off.
-		return usageError(fmt.Errorf("%w; the step is off in this configuration", err))
+		return nil, usageError(fmt.Errorf("%w; the step is off in this configuration", err))
 	}
 	notify.Status("waiting for the run lock")
 	l, err := lock.Acquire(ctx, a.lockPath(), a.g.lockTimeout)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer l.Release() //nolint:errcheck // the kernel drops it at exit anyway
 
 	store := eng.Store
 	st, recovered, err := store.Open()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if recovered != nil {
 		a.log.Warn("the state file could not be read back; it was moved aside and every step is checked against the host",
 			zap.String("state", store.Path), zap.String("moved_to", recovered.MovedTo), zap.NamedError("cause", recovered.Cause))
 	}
 	st.LastRun, st.Mode = start, mode
+	// One batched SSM read for every parameter the steps will ask for.
+	if err := h.Params.Prefetch(ctx, h.Parameters()); err != nil {
+		a.log.Warn("SSM parameters not read up front; the steps will say what they miss", zap.Error(err))
+	}
 	runErr := eng.Run(ctx, st, opts)
 	a.writeMetrics(h, st)
-	return runErr
+	return st, runErr
 }
 
 // signalFailure tells CloudFormation at once that bootstrap failed, instead
@@ -153,8 +160,11 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 // instance is known (lock timeout, state file, a step), unless the failure
 // comes after the signal or SUCCESS is already settled for this instance.
 // A failure of the SUCCESS call itself sends nothing: the stack may well
-// have counted it.
-func (a *app) signalFailure(h *host.Host, table []stepDef, runErr error) {
+// have counted it. run is this run's state, when it got that far: what the
+// run did counts, whatever reached the file; without it the file decides,
+// and a file that cannot be read sends nothing, rather than a FAILURE
+// after a SUCCESS.
+func (a *app) signalFailure(h *host.Host, table []stepDef, run *state.State, runErr error) {
 	if h == nil {
 		a.log.Error("cannot send the FAILURE signal: the instance id is unknown (instance metadata failed); "+
 			"CloudFormation will wait for its timeout", zap.String("stack", a.cfg.Stack.Name))
@@ -168,8 +178,15 @@ func (a *app) signalFailure(h *host.Host, table []stepDef, runErr error) {
 	if errors.As(runErr, &se) && !beforeSignal(table, se.Step) {
 		return
 	}
-	if st, err := a.store().Load(); err == nil && st.Steps["signal"] != nil &&
-		cfnsignal.Settled(st.Steps["signal"].Memo, h.Identity.InstanceID) {
+	if run == nil {
+		st, err := a.store().Load()
+		if err != nil {
+			a.log.Error("no FAILURE signal: the state file cannot tell whether SUCCESS was sent", zap.Error(err))
+			return
+		}
+		run = st
+	}
+	if r := run.Steps["signal"]; r != nil && cfnsignal.Settled(r.Memo, h.Identity.InstanceID) {
 		a.log.Info("no FAILURE signal: this instance's SUCCESS is already settled")
 		return
 	}

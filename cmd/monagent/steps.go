@@ -2,14 +2,23 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/monagent/monagent/internal/bundle"
 	"github.com/monagent/monagent/internal/cfnsignal"
+	"github.com/monagent/monagent/internal/compose"
+	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/docker"
+	"github.com/monagent/monagent/internal/dockerwait"
 	"github.com/monagent/monagent/internal/ebs"
+	"github.com/monagent/monagent/internal/endpoints"
 	"github.com/monagent/monagent/internal/engine"
+	"github.com/monagent/monagent/internal/envfile"
 	"github.com/monagent/monagent/internal/host"
 	"github.com/monagent/monagent/internal/osupdate"
+	"github.com/monagent/monagent/internal/systemdbus"
 )
 
 const (
@@ -46,11 +55,18 @@ func stepTable() []stepDef {
 		{name: "volume", modes: bothModes, beforeSignal: true, build: volumeStep},
 		{name: "signal", modes: bothModes, needs: []string{"packages", "volume"},
 			enabled: func(h *host.Host) bool { return h.Config.Stack.Signals() }, build: signalStep},
+		{name: "docker", modes: bothModes, build: dockerStep},
+		{name: "docker-ready", modes: bothModes, needs: []string{"docker"}, build: dockerReadyStep},
+		{name: "bundle", modes: bothModes, build: bundleStep},
+		{name: "env", modes: bothModes, needs: []string{"bundle"}, build: envStep},
+		{name: "compose", modes: bothModes, needs: []string{"volume", "docker-ready", "bundle", "env"}, build: composeStep},
+		{name: "endpoints", modes: bothModes, needs: []string{"compose"},
+			enabled: func(h *host.Host) bool { return len(h.Config.Endpoints) > 0 }, build: endpointsStep},
 	}
 }
 
 func packagesStep(h *host.Host) engine.Step {
-	return &osupdate.Step{Enabled: h.Config.Packages.Update, Run: h.Run}
+	return &osupdate.Step{Enabled: h.Config.Packages.Update, Root: h.Root, Run: h.Run}
 }
 
 func volumeStep(h *host.Host) engine.Step { return newVolumeStep(h) }
@@ -68,6 +84,53 @@ func newVolumeStep(h *host.Host) *ebs.Step {
 
 func signalStep(h *host.Host) engine.Step {
 	return &cfnsignal.Step{Signaler: signaler(h), InstanceID: h.Identity.InstanceID}
+}
+
+func dockerStep(h *host.Host) engine.Step {
+	return docker.New(docker.Options{Root: h.Root, Config: h.Config.Docker, Run: h.Run, Engine: h.Docker,
+		Units: systemdbus.Units{}, Log: h.Log})
+}
+
+func dockerReadyStep(h *host.Host) engine.Step {
+	return dockerwait.New(dockerwait.Options{Engine: h.Docker, Run: h.Run, ComposeEnv: h.ComposeEnv(),
+		Version: h.Config.Docker.ComposePlugin.Version, PluginPath: h.Path(docker.PluginPath),
+		Timeout: h.Config.Docker.ReadyTimeout.Duration, Log: h.Log})
+}
+
+func bundleStep(h *host.Host) engine.Step {
+	return bundle.New(bundle.Options{Root: h.Root, Config: h.Config.Bundle, Keep: keptPaths(h.Config),
+		S3: h.S3, Params: h.Params, Log: h.Log})
+}
+
+// keptPaths are the paths of the stack directory that the bundle never
+// touches: .env, the secret files, and the textfile link.
+func keptPaths(c *config.Config) []string {
+	keep := []string{envfile.Name}
+	for _, v := range c.Env {
+		if v.File != "" {
+			keep = append(keep, v.File)
+		}
+	}
+	if rel, err := filepath.Rel(c.Bundle.Dir, c.Metrics.TextfileLink); c.Metrics.TextfileLink != "" && err == nil && !strings.HasPrefix(rel, "..") {
+		keep = append(keep, filepath.ToSlash(rel))
+	}
+	slices.Sort(keep)
+	return slices.Compact(keep)
+}
+
+func envStep(h *host.Host) engine.Step {
+	return envfile.New(envfile.Options{Root: h.Root, Dir: h.Config.Bundle.Dir, Vars: h.Config.Env,
+		Params: h.Params, Secrets: h.Secrets, Log: h.Log})
+}
+
+func composeStep(h *host.Host) engine.Step {
+	return compose.New(compose.Options{Root: h.Root, StackDir: h.Config.Bundle.Dir, Config: h.Config.Compose,
+		DataDir: h.Config.StackDataDir(), MountPoint: h.Config.Volume.MountPoint, Vars: h.Config.Env,
+		Run: h.Run, ComposeEnv: h.ComposeEnv(), Docker: h.Docker, Log: h.Log})
+}
+
+func endpointsStep(h *host.Host) engine.Step {
+	return &endpoints.Step{Values: h.Config.Endpoints, Params: h.Params, Log: h.Log}
 }
 
 func signaler(h *host.Host) *cfnsignal.Signaler {

@@ -9,7 +9,9 @@
 package atomicfile
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -29,6 +31,11 @@ type Options struct {
 	// BeforeRename, if not nil, runs once the temporary file is durable and
 	// before it replaces the file; tests use it to crash at the worst moment.
 	BeforeRename func()
+
+	// Verify, if not nil, runs once the data is written and before the file
+	// is replaced; an error leaves the file as it was. WriteFrom uses it to
+	// check a download's checksum.
+	Verify func() error
 }
 
 // WriteFile replaces name with data, mode perm whatever the umask.
@@ -39,14 +46,25 @@ func WriteFile(name string, data []byte, perm fs.FileMode) error {
 // WriteFile replaces name with data, mode perm whatever the umask. A crash
 // may leave a temporary file named ".<base>.tmp-*" beside name.
 func (o Options) WriteFile(name string, data []byte, perm fs.FileMode) error {
+	return o.WriteFrom(name, bytes.NewReader(data), perm)
+}
+
+// WriteFrom is WriteFile with the data streamed from r, for files too
+// large to hold in memory.
+func (o Options) WriteFrom(name string, r io.Reader, perm fs.FileMode) error {
 	dir := filepath.Dir(name)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("replace %s: %w", name, err)
 	}
 	defer os.Remove(f.Name()) // a no-op once renamed
-	if err := o.fill(f, data, perm); err != nil {
+	if err := o.fill(f, r, perm); err != nil {
 		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	if o.Verify != nil {
+		if err := o.Verify(); err != nil {
+			return err
+		}
 	}
 	if o.BeforeRename != nil {
 		o.BeforeRename()
@@ -58,7 +76,7 @@ func (o Options) WriteFile(name string, data []byte, perm fs.FileMode) error {
 }
 
 // fill gives f its owner, mode and data, syncs and closes it.
-func (o Options) fill(f *os.File, data []byte, perm fs.FileMode) error {
+func (o Options) fill(f *os.File, r io.Reader, perm fs.FileMode) error {
 	defer f.Close() // for the early returns; the error that counts is below
 	// Chown before Chmod: a chown may clear the setuid and setgid bits.
 	if o.Owner != nil {
@@ -69,7 +87,7 @@ func (o Options) fill(f *os.File, data []byte, perm fs.FileMode) error {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

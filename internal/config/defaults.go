@@ -41,14 +41,16 @@ func rawDefaults() *Config {
 			User:         "ec2-user",
 			ReadyTimeout: Duration{300 * time.Second},
 			ComposePlugin: ComposePlugin{
-				Version: "v2.24.0",
-				URL:     "https://github.com/docker/compose/releases/download/{version}/docker-compose-linux-x86_64",
+				Version:         "v2.24.0",
+				URL:             "https://github.com/docker/compose/releases/download/{version}/docker-compose-linux-x86_64",
+				DownloadTimeout: Duration{5 * time.Minute},
 			},
 		},
 		Bundle: Bundle{
 			BucketParameter: "/{prefix}/ssm/scripts-bucket-name",
 			KeyPrefix:       "scripts/",
 			Dir:             "/opt/monitoring",
+			Keep:            []string{},
 		},
 		Env: defaultEnv(),
 		Compose: Compose{

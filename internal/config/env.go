@@ -1,5 +1,7 @@
 package config
 
+import "path"
+
 // Generators for EnvVar.Generate. Both draw 32 bytes from crypto/rand.
 const (
 	GenerateHex32  = "hex32"     // 64 lowercase hex digits
@@ -9,6 +11,14 @@ const (
 // InEnv reports whether the value belongs in .env; env: false keeps a
 // value that is only written to its file out of it.
 func (e EnvVar) InEnv() bool { return e.Env == nil || *e.Env }
+
+// StackDataDir is where the stack's named volumes live on the data volume.
+func (c *Config) StackDataDir() string {
+	if c.Compose.DataDir != "" {
+		return c.Compose.DataDir
+	}
+	return path.Join(c.Volume.MountPoint, c.Compose.Project)
+}
 
 // Signals reports whether bootstrap sends the CloudFormation signal: it
 // needs both the stack name and the resource's logical id.

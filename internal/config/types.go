@@ -56,9 +56,10 @@ type Docker struct {
 
 // ComposePlugin pins the Compose v2 plugin.
 type ComposePlugin struct {
-	Version string `yaml:"version"`
-	URL     string `yaml:"url"`
-	SHA256  string `yaml:"sha256"`
+	Version         string   `yaml:"version"`
+	URL             string   `yaml:"url"`
+	SHA256          string   `yaml:"sha256"`
+	DownloadTimeout Duration `yaml:"download_timeout"`
 }
 
 // Bundle is the stack bundle in S3.
@@ -67,6 +68,9 @@ type Bundle struct {
 	BucketParameter string `yaml:"bucket_parameter"`
 	KeyPrefix       string `yaml:"key_prefix"`
 	Dir             string `yaml:"dir"`
+	// Keep lists paths under Dir that the bundle never deletes or
+	// overwrites, beyond .env and the secret files, which are always kept.
+	Keep []string `yaml:"keep"`
 }
 
 // EnvVar says where one .env key gets its value.
@@ -86,6 +90,10 @@ type Compose struct {
 	Project       string   `yaml:"project"`
 	File          string   `yaml:"file"`
 	HealthTimeout Duration `yaml:"health_timeout"`
+	// DataDir, on the data volume, holds a directory for each named volume
+	// of the stack: its data outlives the instance. "" means
+	// <volume.mount_point>/<project>.
+	DataDir string `yaml:"data_dir"`
 }
 
 // Metrics is the node-exporter textfile output.

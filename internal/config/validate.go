@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"maps"
 	"net/url"
 	"path"
@@ -172,6 +173,7 @@ func (k *checker) docker() {
 	if p.SHA256 != "" && !sha256RE.MatchString(p.SHA256) {
 		k.fail("docker.compose_plugin.sha256", p.SHA256, "is not a SHA-256 digest", `64 hex digits (sha256sum of the plugin binary), or "" when not configured`)
 	}
+	k.duration("docker.compose_plugin.download_timeout", p.DownloadTimeout)
 }
 
 func (k *checker) bundle() {
@@ -189,6 +191,9 @@ func (k *checker) bundle() {
 		k.fail("bundle.key_prefix", b.KeyPrefix, "starts with a slash", "a key prefix without a leading slash, such as scripts/")
 	}
 	k.absDir("bundle.dir", b.Dir, "/opt/monitoring")
+	for i, p := range b.Keep {
+		k.relPath(fmt.Sprintf("bundle.keep[%d]", i), p, "grafana/plugins")
+	}
 }
 
 func (k *checker) env() {
@@ -268,6 +273,15 @@ func (k *checker) compose() {
 	}
 	k.relPath("compose.file", c.File, "docker-compose.yml")
 	k.duration("compose.health_timeout", c.HealthTimeout)
+	if c.DataDir == "" {
+		return
+	}
+	k.absDir("compose.data_dir", c.DataDir, "/data/monitoring")
+	mp := k.sample("volume.mount_point", k.c.Volume.MountPoint)
+	if dir := k.sample("compose.data_dir", c.DataDir); dir == mp || !within(dir, mp) {
+		k.fail("compose.data_dir", c.DataDir, "is not below volume.mount_point ("+k.c.Volume.MountPoint+")",
+			"a directory on the data volume, such as "+path.Join(k.c.Volume.MountPoint, "monitoring")+": the stack's data must outlive the instance")
+	}
 }
 
 func (k *checker) endpoints() {

@@ -6,12 +6,16 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/moby/moby/client"
 	"go.uber.org/zap"
 
 	"github.com/monagent/monagent/internal/command"
@@ -32,7 +36,11 @@ type Host struct {
 	AWS    aws.Config
 	EC2    *ec2.Client
 	CFN    *cloudformation.Client
+	S3     *s3.Client
 	Params *ssmparam.Store
+	// Docker is the engine's API (DOCKER_HOST, else the local socket); it
+	// connects on first use.
+	Docker *client.Client
 	Run    command.Runner
 	Log    *zap.Logger
 	// Secrets learns every secret value the steps come across.
@@ -66,14 +74,18 @@ func Discover(ctx context.Context, o Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(o, id, cfg, awsCfg), nil
+	return New(o, id, cfg, awsCfg)
 }
 
 // New assembles a Host from an identity already known.
-func New(o Options, id imds.Identity, cfg *config.Config, awsCfg aws.Config) *Host {
+func New(o Options, id imds.Identity, cfg *config.Config, awsCfg aws.Config) (*Host, error) {
 	root := o.Root
 	if root == "" {
 		root = "/"
+	}
+	docker, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("docker client (DOCKER_HOST, DOCKER_CERT_PATH): %w", err)
 	}
 	return &Host{
 		Root:     root,
@@ -82,12 +94,47 @@ func New(o Options, id imds.Identity, cfg *config.Config, awsCfg aws.Config) *Ho
 		AWS:      awsCfg,
 		EC2:      ec2.NewFromConfig(awsCfg),
 		CFN:      cloudformation.NewFromConfig(awsCfg),
+		S3:       s3.NewFromConfig(awsCfg),
 		Params:   ssmparam.New(ssm.NewFromConfig(awsCfg), o.Secrets),
+		Docker:   docker,
 		Run:      o.Run,
 		Log:      o.Log,
 		Secrets:  o.Secrets,
-	}
+	}, nil
 }
 
 // Path puts an absolute host path under Root.
 func (h *Host) Path(p string) string { return filepath.Join(h.Root, p) }
+
+// ComposeEnv is the environment `docker compose` needs here. Under a
+// --root prefix the plugin is installed below it, where the docker CLI
+// does not look: DOCKER_CONFIG points the CLI at that plugin directory.
+func (h *Host) ComposeEnv() []string {
+	if h.Root == "/" {
+		return nil
+	}
+	return []string{"DOCKER_CONFIG=" + h.Path("/usr/local/lib/docker")}
+}
+
+// Parameters lists every SSM parameter the configuration reads, for one
+// batched read at the start of a run.
+func (h *Host) Parameters() []string {
+	c := h.Config
+	var names []string
+	if c.Volume.ID == "" {
+		names = append(names, c.Volume.IDParameter)
+	}
+	if c.Bundle.Bucket == "" {
+		names = append(names, c.Bundle.BucketParameter)
+	}
+	for _, v := range c.Env {
+		if v.Parameter != "" {
+			names = append(names, v.Parameter)
+		}
+	}
+	for n := range c.Endpoints {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}

@@ -4,29 +4,19 @@ package osupdate
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"time"
 
 	"github.com/monagent/monagent/internal/command"
+	"github.com/monagent/monagent/internal/pkgmgr"
 )
-
-// Bounds of a package manager run: an update downloads, so it may take
-// minutes, but a hung mirror must not hold the boot for ever.
-const (
-	refreshTimeout = 10 * time.Minute
-	upgradeTimeout = 30 * time.Minute
-)
-
-// noninteractive keeps apt and dpkg from asking anything: there is no one
-// to answer, and a prompt would hang the boot until the timeout.
-var noninteractive = []string{"DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=a"}
 
 // Step updates the OS packages once when enabled.
 type Step struct {
 	Enabled bool
-	Run     command.Runner
+	// Root holds the etc/os-release that names the package manager.
+	Root string
+	Run  command.Runner
 
 	updatedAt string
 }
@@ -48,23 +38,12 @@ func (s *Step) Apply(ctx context.Context) error {
 	if !s.Enabled {
 		return nil
 	}
-	var cmds []command.Cmd
-	switch {
-	case found("dnf"):
-		cmds = []command.Cmd{{Name: "dnf", Args: []string{"-y", "update"}, Timeout: upgradeTimeout}}
-	case found("apt-get"):
-		cmds = []command.Cmd{
-			{Name: "apt-get", Args: []string{"-q", "update"}, Env: noninteractive, Timeout: refreshTimeout},
-			{Name: "apt-get", Args: []string{"-q", "-y", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "upgrade"},
-				Env: noninteractive, Timeout: upgradeTimeout},
-		}
-	default:
-		return errors.New("OS update: neither dnf nor apt-get found; set packages.update: false or install one")
+	m, err := pkgmgr.Detect(s.Root, s.Run)
+	if err != nil {
+		return fmt.Errorf("%w; or set packages.update: false", err)
 	}
-	for _, c := range cmds {
-		if _, err := s.Run.Run(ctx, c); err != nil {
-			return fmt.Errorf("OS update: %w", err)
-		}
+	if err := m.Upgrade(ctx); err != nil {
+		return err
 	}
 	s.updatedAt = time.Now().UTC().Format(time.RFC3339)
 	return nil
@@ -79,9 +58,4 @@ func (s *Step) Memo() map[string]string {
 		return nil
 	}
 	return map[string]string{"updated_at": s.updatedAt}
-}
-
-func found(name string) bool {
-	_, err := exec.LookPath(name)
-	return err == nil
 }

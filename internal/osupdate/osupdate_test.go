@@ -12,12 +12,12 @@ import (
 
 // fakeManagers puts stand-ins for the package managers on PATH: a real
 // upgrade of the test machine is not something a test may do. Each records
-// its argv.
-func fakeManagers(t *testing.T, names ...string) (log string) {
+// its argv and DEBIAN_FRONTEND.
+func fakeManagers(t *testing.T) (log string) {
 	t.Helper()
 	dir := t.TempDir()
 	log = filepath.Join(dir, "calls")
-	for _, n := range names {
+	for _, n := range []string{"dnf", "apt-get"} {
 		script := "#!/bin/sh\necho \"$0 $* env=$DEBIAN_FRONTEND\" >>" + log + "\n"
 		if err := os.WriteFile(filepath.Join(dir, n), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
@@ -30,28 +30,36 @@ func fakeManagers(t *testing.T, names ...string) (log string) {
 
 func TestStep(t *testing.T) {
 	tests := []struct {
-		name     string
-		enabled  bool
-		managers []string
-		want     []string // lines of argv, program base names
-		wantErr  string
+		name      string
+		enabled   bool
+		osRelease string
+		want      []string // lines of argv, program base names
+		wantErr   string
 	}{
-		{"off: nothing runs", false, []string{"dnf", "apt-get"}, nil, ""},
-		{"dnf first, as on Amazon Linux", true, []string{"dnf", "apt-get"}, []string{"dnf -y update env="}, ""},
-		{"apt on Debian, noninteractive, keeping config files", true, []string{"apt-get"}, []string{
+		{"off: nothing runs", false, "ID=amzn\n", nil, ""},
+		{"dnf on Amazon Linux 2023", true, "NAME=\"Amazon Linux\"\nID=\"amzn\"\nID_LIKE=\"fedora\"\n", []string{"dnf -y update env="}, ""},
+		{"dnf on Rocky, by ID_LIKE", true, "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n", []string{"dnf -y update env="}, ""},
+		{"apt on Debian, noninteractive, keeping config files", true, "ID=debian\n", []string{
 			"apt-get -q update env=noninteractive",
 			"apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade env=noninteractive"}, ""},
-		{"no package manager", true, nil, nil, "neither dnf nor apt-get"},
+		{"unknown OS", true, "ID=arch\n", nil, `names "arch"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			log := fakeManagers(t, tt.managers...)
-			s := &Step{Enabled: tt.enabled, Run: command.Exec{}}
+			log := fakeManagers(t)
+			root := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "etc", "os-release"), []byte(tt.osRelease), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s := &Step{Enabled: tt.enabled, Root: root, Run: command.Exec{}}
 			ctx := context.Background()
 			err := s.Apply(ctx)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "packages.update: false") {
+					t.Fatalf("err %v, want %q and the way out", err, tt.wantErr)
 				}
 				return
 			}

@@ -60,8 +60,7 @@ func TestExitCodes(t *testing.T) {
 // SIGTERM during a wait stops the run and records the step as interrupted.
 func TestSigtermInterruptsAndRecords(t *testing.T) {
 	h := newHost(t, scenario("      attached_to: i-0fedcba9876543210", ""), "60s")
-	cmd := exec.Command(bins.monagent, "--root", h.root, "--config", h.config, "reconcile")
-	cmd.Env = h.env()
+	cmd := h.command(nil, "reconcile")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

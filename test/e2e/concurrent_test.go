@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -21,8 +20,7 @@ func TestConcurrentRunsSerialise(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command(bins.monagent, "--root", h.root, "--config", h.config, "--log-level", "debug", verb)
-			cmd.Env = h.env()
+			cmd := h.command(nil, "--log-level", "debug", verb)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			codes[i] = exitCode(cmd.Run())

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,6 +64,9 @@ type host struct {
 	url    string
 	config string
 	sim    *exec.Cmd
+	// until limits bootstrap and reconcile to the infrastructure half
+	// (--until signal) unless a test clears it to run the whole stack.
+	until string
 }
 
 // template for the stack whose ASG waits for the bootstrap signal.
@@ -117,7 +121,7 @@ volume:
 
 func newHost(t *testing.T, scen string, waitAvailable string) *host {
 	t.Helper()
-	h := &host{t: t, root: t.TempDir()}
+	h := &host{t: t, root: t.TempDir(), until: "signal"}
 	if err := os.MkdirAll(filepath.Join(h.root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -185,9 +189,18 @@ type result struct {
 	elapsed        time.Duration
 }
 
+// runArgs adds --until to a converging verb, unless the test chose steps.
+func (h *host) runArgs(args []string) []string {
+	if h.until == "" || slices.Contains(args, "--only") || slices.Contains(args, "--until") ||
+		(!slices.Contains(args, "bootstrap") && !slices.Contains(args, "reconcile")) {
+		return args
+	}
+	return append(slices.Clone(args), "--until", h.until)
+}
+
 func (h *host) monagent(args ...string) result {
 	h.t.Helper()
-	full := append([]string{"--root", h.root, "--config", h.config}, args...)
+	full := append([]string{"--root", h.root, "--config", h.config}, h.runArgs(args)...)
 	cmd := exec.Command(bins.monagent, full...)
 	cmd.Env = h.env()
 	var stdout, stderr bytes.Buffer
@@ -384,7 +397,7 @@ func writeFile(t *testing.T, path, content string) {
 // command is monagent with the host's flags and environment, for tests
 // that start it themselves.
 func (h *host) command(prefix []string, args ...string) *exec.Cmd {
-	argv := append(append(append([]string(nil), prefix...), bins.monagent, "--root", h.root, "--config", h.config), args...)
+	argv := append(append(append([]string(nil), prefix...), bins.monagent, "--root", h.root, "--config", h.config), h.runArgs(args)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = h.env()
 	return cmd

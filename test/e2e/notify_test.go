@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,8 +31,8 @@ func TestSdNotifyStatusPerStep(t *testing.T) {
 		}
 	}()
 
-	cmd := exec.Command(bins.monagent, "--root", h.root, "--config", h.config, "bootstrap")
-	cmd.Env = append(h.env(), "NOTIFY_SOCKET="+sock)
+	cmd := h.command(nil, "bootstrap")
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("bootstrap: %v\n%s", err, out)
 	}

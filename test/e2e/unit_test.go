@@ -62,8 +62,10 @@ StandardOutput=journal+console
 )
 
 type unitSetup struct {
-	userData bool   // install the cloud-init stand-ins and the user-data script
-	dropIn   string // a drop-in for monagent.service
+	userData bool              // install the cloud-init stand-ins and the user-data script
+	dropIn   string            // a drop-in for monagent.service
+	manual   bool              // do not enable the unit: the test starts it
+	files    map[string]string // more files, path under the root -> executable content
 }
 
 // bootWithUnit attaches the volume (as a launch would), then boots an
@@ -86,7 +88,19 @@ func bootWithUnit(t *testing.T, h *host, name string, u unitSetup) *instance.Ins
 			writeFile(t, filepath.Join(root, "etc/systemd/system.conf.d/aws.conf"), "[Manager]\nDefaultEnvironment="+
 				strings.Join([]string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=eu-west-1",
 					"AWS_ENDPOINT_URL=" + h.url, "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + h.url}, " ")+"\n")
-			enable(t, root, "multi-user.target", "monagent.service")
+			if !u.manual {
+				enable(t, root, "multi-user.target", "monagent.service")
+			}
+			for p, content := range u.files {
+				writeFile(t, filepath.Join(root, p), content)
+				if err := os.Chmod(filepath.Join(root, p), 0o755); err != nil {
+					return err
+				}
+			}
+			// The infrastructure half only: these tests are about the
+			// unit's namespace and first-boot ordering.
+			writeFile(t, filepath.Join(root, "etc/systemd/system/monagent.service.d/until.conf"),
+				"[Service]\nExecStart=\nExecStart=/usr/local/bin/monagent reconcile --config /etc/monagent/config.yaml --until signal\n")
 			if u.dropIn != "" {
 				writeFile(t, filepath.Join(root, "etc/systemd/system/monagent.service.d/test.conf"), u.dropIn)
 			}
@@ -94,8 +108,12 @@ func bootWithUnit(t *testing.T, h *host, name string, u unitSetup) *instance.Ins
 				writeFile(t, filepath.Join(root, "etc/systemd/system/cloud-init.target"), cloudInitTarget)
 				writeFile(t, filepath.Join(root, "etc/systemd/system/cloud-final.service"), cloudFinal)
 				enable(t, root, "multi-user.target", "cloud-init.target")
-				run(t, "install", "-D", "-m", "0755", filepath.Join(repo, "packaging/user-data.sh"),
-					filepath.Join(root, "var/lib/cloud/instance/scripts/part-001"))
+				userData := strings.Replace(readFile(t, filepath.Join(repo, "packaging/user-data.sh")),
+					"bootstrap --config /etc/monagent/config.yaml", "bootstrap --config /etc/monagent/config.yaml --until signal", 1)
+				writeFile(t, filepath.Join(root, "var/lib/cloud/instance/scripts/part-001"), userData)
+				if err := os.Chmod(filepath.Join(root, "var/lib/cloud/instance/scripts/part-001"), 0o755); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -214,7 +232,8 @@ func TestFirstBootWithUserData(t *testing.T) {
 	h := newHost(t, scenario("", ""), "30s")
 	in := bootWithUnit(t, h, "mon-first-boot", unitSetup{userData: true})
 	if p := show(t, in, "cloud-final.service"); p["Result"] != "success" {
-		t.Fatalf("cloud-final: %v\n%s", p, inside(t, in, "journalctl", "-b", "-u", "cloud-final", "-o", "cat"))
+		t.Fatalf("cloud-final: %v\n%s\nboot:\n%s", p, inside(t, in, "journalctl", "-b", "-u", "cloud-final", "-o", "cat"),
+			inside(t, in, "journalctl", "-b", "-o", "cat"))
 	}
 	if p := show(t, in, "monagent.service"); p["Result"] != "success" {
 		t.Fatalf("monagent.service: %v", p)
@@ -258,5 +277,42 @@ func TestFirstBootWithoutUserData(t *testing.T) {
 	}
 	if mnt := inside(t, in, "findmnt", "-n", "-o", "FSTYPE", "/data"); mnt != "xfs" {
 		t.Fatalf("/data: %q", mnt)
+	}
+}
+
+// Stopping the unit while mkfs runs (systemctl stop, a shutdown) lets mkfs
+// finish: KillMode=mixed sends SIGTERM to monagent alone, which stops its
+// other work but waits for the filesystem it started to be made. The next
+// start finds the filesystem and converges without a second mkfs.
+func TestUnitStopDuringMkfs(t *testing.T) {
+	h := newHost(t, scenario("", ""), "30s")
+	slowMkfs := `#!/bin/sh
+echo started >>/run/mkfs.log
+trap 'echo got-TERM >>/run/mkfs.log; exit 143' TERM
+sleep 3 &
+wait
+echo finished >>/run/mkfs.log
+exec /usr/sbin/mkfs.xfs "$@"
+`
+	in := bootWithUnit(t, h, "mon-stop-mkfs", unitSetup{manual: true, files: map[string]string{"usr/local/sbin/mkfs.xfs": slowMkfs}})
+	inside(t, in, "systemctl", "start", "--no-block", "monagent.service")
+	waitFor(t, func() bool {
+		out, err := in.Exec(context.Background(), "cat", "/run/mkfs.log")
+		return err == nil && strings.Contains(string(out), "started")
+	})
+	inside(t, in, "systemctl", "stop", "monagent.service")
+	log := inside(t, in, "cat", "/run/mkfs.log")
+	if strings.Contains(log, "got-TERM") || !strings.Contains(log, "finished") {
+		t.Fatalf("mkfs was stopped with the unit:\n%s\n%s", log, inside(t, in, "journalctl", "-b", "-u", "monagent", "-o", "cat"))
+	}
+	if fs := inside(t, in, "blkid", "-p", "-o", "value", "-s", "TYPE", "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0a1b2c3d4e5f60718"); fs != "xfs" {
+		t.Fatalf("no filesystem after the stop: %q", fs)
+	}
+	inside(t, in, "systemctl", "start", "monagent.service")
+	if p := show(t, in, "monagent.service"); p["Result"] != "success" {
+		t.Fatalf("restart after the stop: %v", p)
+	}
+	if n := strings.Count(inside(t, in, "cat", "/run/mkfs.log"), "started"); n != 1 {
+		t.Fatalf("mkfs ran %d times", n)
 	}
 }

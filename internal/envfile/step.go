@@ -1,0 +1,372 @@
+package envfile
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/monagent/monagent/internal/atomicfile"
+	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/retry"
+	"github.com/monagent/monagent/internal/ssmparam"
+)
+
+// Name is the .env file's name in the stack directory.
+const Name = ".env"
+
+// Params reads and creates SSM parameters; *ssmparam.Store is one.
+type Params interface {
+	GetMany(ctx context.Context, names []string) (map[string]ssmparam.Parameter, []string, error)
+	Create(ctx context.Context, name, value string) (ssmparam.Parameter, error)
+}
+
+// Secrets learns secret values; *logging.Redactor is one.
+type Secrets interface {
+	Add(secret string)
+}
+
+// Options are the step's collaborators.
+type Options struct {
+	Root string
+	// Dir is the stack directory (bundle.dir), as seen from the host root.
+	Dir     string
+	Vars    map[string]config.EnvVar
+	Params  Params
+	Secrets Secrets
+	Log     *zap.Logger
+}
+
+// Step renders .env and the secret files.
+type Step struct {
+	o Options
+
+	values   map[string]string // key -> value, resolved this run
+	missing  []string          // optional keys whose parameter is absent
+	warnings []string
+	resolved bool
+	// down is the SSM error of a run that could not resolve the values.
+	down error
+
+	lastEnvSum string // memo: sha256 of the .env last written
+}
+
+// New returns the step.
+func New(o Options) *Step {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return &Step{o: o}
+}
+
+// Path is the .env file under the root.
+func (s *Step) Path() string { return filepath.Join(s.o.Root, s.o.Dir, Name) }
+
+func (s *Step) filePath(rel string) string { return filepath.Join(s.o.Root, s.o.Dir, rel) }
+
+// Restore implements engine.Memoizer.
+func (s *Step) Restore(memo map[string]string) { s.lastEnvSum = memo["env_sha256"] }
+
+// Memo implements engine.Memoizer.
+func (s *Step) Memo() map[string]string {
+	sum, _ := sumFile(s.Path())
+	return map[string]string{"env_sha256": sum}
+}
+
+// Warning implements engine.Warner.
+func (s *Step) Warning() string { return strings.Join(s.warnings, "; ") }
+
+// Fingerprint digests the mapping, never the values: they are secrets.
+func (s *Step) Fingerprint(context.Context) (string, error) {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
+		v := s.o.Vars[k]
+		lit := ""
+		if v.Value != nil {
+			lit = "literal"
+		}
+		fmt.Fprintf(h, "%s|%s|%s|%t|%v|%s|%s|%s|%t;", k, lit, v.Parameter, v.Optional, v.Services, v.Generate, v.File, v.FileOwner, v.InEnv())
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Check resolves every value (one batched SSM read) and compares what
+// would be written with what is on disk, byte for byte, mode and owner
+// included. When SSM cannot be reached and .env is the one the last
+// successful run wrote, that is a warning, not a failure.
+func (s *Step) Check(ctx context.Context) (bool, error) {
+	if err := s.resolve(ctx, false); err != nil {
+		if s.down != nil && s.lastEnvSum != "" {
+			if sum, _ := sumFile(s.Path()); sum == s.lastEnvSum {
+				s.warnings = append(s.warnings, fmt.Sprintf("could not read SSM (%v); %s is the one the last successful run wrote", s.down, Name))
+				s.o.Log.Warn("SSM unreadable; .env unchanged since the last successful run", zap.Error(s.down))
+				return true, nil
+			}
+		}
+		return false, err
+	}
+	if len(s.generateNeeded()) > 0 {
+		return false, nil
+	}
+	env, err := s.render()
+	if err != nil {
+		return false, err
+	}
+	if ok, err := sameFile(s.Path(), env, 0o600, 0, 0); err != nil || !ok {
+		return false, err
+	}
+	for _, f := range s.files() {
+		if ok, err := sameFile(s.filePath(f.rel), []byte(f.value), 0o600, f.uid, f.gid); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// Apply creates the generated secrets that do not exist yet, then writes
+// .env and the secret files that differ.
+func (s *Step) Apply(ctx context.Context) error {
+	if err := s.resolve(ctx, false); err != nil {
+		return err
+	}
+	for _, k := range s.generateNeeded() {
+		if err := s.generate(ctx, k); err != nil {
+			return err
+		}
+	}
+	env, err := s.render()
+	if err != nil {
+		return err
+	}
+	if err := writeIfDifferent(s.Path(), env, 0o600, 0, 0); err != nil {
+		return err
+	}
+	for _, f := range s.files() {
+		if err := writeIfDifferent(s.filePath(f.rel), []byte(f.value), 0o600, f.uid, f.gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolve reads the values once per run.
+func (s *Step) resolve(ctx context.Context, again bool) error {
+	if s.resolved && !again {
+		return nil
+	}
+	s.values, s.missing = map[string]string{}, nil
+	var names []string
+	for _, v := range s.o.Vars {
+		if v.Parameter != "" && !slices.Contains(names, v.Parameter) {
+			names = append(names, v.Parameter)
+		}
+	}
+	slices.Sort(names)
+	found, _, err := s.o.Params.GetMany(ctx, names)
+	if err != nil {
+		if retry.Unreachable(err) {
+			s.down = err
+		}
+		return fmt.Errorf("env: %w", err)
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
+		v := s.o.Vars[k]
+		switch p, ok := found[v.Parameter]; {
+		case v.Value != nil:
+			s.values[k] = *v.Value
+		case ok:
+			s.values[k] = p.Value
+		case v.Generate != "":
+			// Apply creates it.
+		case v.Optional:
+			s.missing = append(s.missing, k)
+		default:
+			errs = append(errs, fmt.Errorf("env.%s: SSM parameter %s does not exist; create it: %s", k, v.Parameter, putCommand(v.Parameter)))
+		}
+	}
+	if len(errs) > 0 {
+		return retry.PermanentError(errors.Join(errs...))
+	}
+	s.resolved = true
+	s.warnOptional()
+	return nil
+}
+
+func (s *Step) warnOptional() {
+	s.warnings = nil
+	for _, k := range s.missing {
+		v := s.o.Vars[k]
+		msg := fmt.Sprintf("%s: SSM parameter %s does not exist, so %s %s left out instead of started with an empty value; create it: %s",
+			k, v.Parameter, strings.Join(v.Services, ", "), plural(len(v.Services), "is", "are"), putCommand(v.Parameter))
+		s.warnings = append(s.warnings, msg)
+		s.o.Log.Warn("optional secret absent; its services are left out", zap.String("key", k),
+			zap.String("parameter", v.Parameter), zap.Strings("services", v.Services), zap.String("create", putCommand(v.Parameter)))
+	}
+}
+
+func putCommand(param string) string {
+	return fmt.Sprintf("aws ssm put-parameter --name %s --type SecureString --value '<value>'", param)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// generateNeeded lists the keys to generate: their parameter is absent.
+func (s *Step) generateNeeded() []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
+		if _, ok := s.values[k]; !ok && s.o.Vars[k].Generate != "" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// generate makes a value and stores it get-or-create: a value someone else
+// stored first wins, and no later run replaces it.
+func (s *Step) generate(ctx context.Context, k string) error {
+	v := s.o.Vars[k]
+	value, err := newSecret(v.Generate)
+	if err != nil {
+		return fmt.Errorf("env.%s: %w", k, err)
+	}
+	if s.o.Secrets != nil {
+		s.o.Secrets.Add(value)
+	}
+	p, err := s.o.Params.Create(ctx, v.Parameter, value)
+	if err != nil {
+		return fmt.Errorf("env.%s: %w", k, err)
+	}
+	s.values[k] = p.Value
+	if p.Value == value {
+		s.o.Log.Info("generated secret stored", zap.String("key", k), zap.String("parameter", v.Parameter))
+	} else {
+		s.o.Log.Info("secret already stored by someone else; using it", zap.String("key", k), zap.String("parameter", v.Parameter))
+	}
+	return nil
+}
+
+func newSecret(kind string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	switch kind {
+	case config.GenerateHex32:
+		return hex.EncodeToString(b), nil
+	case config.GenerateBase64:
+		return base64.StdEncoding.EncodeToString(b), nil
+	}
+	return "", fmt.Errorf("unknown generator %q", kind)
+}
+
+// render is the .env content: every key with a value that goes to .env.
+// An absent optional key is left out altogether, never written empty: an
+// empty GITHUB_TOKEN is the restart loop of seed section 7.
+func (s *Step) render() ([]byte, error) {
+	vals := map[string]string{}
+	for k, v := range s.values {
+		if s.o.Vars[k].InEnv() {
+			vals[k] = v
+		}
+	}
+	return Encode(vals)
+}
+
+// secretFile is one file of a key with file: set.
+type secretFile struct {
+	rel, value string
+	uid, gid   int
+}
+
+func (s *Step) files() []secretFile {
+	var out []secretFile
+	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
+		v := s.o.Vars[k]
+		val, ok := s.values[k]
+		if v.File == "" || !ok {
+			continue
+		}
+		f := secretFile{rel: v.File, value: val}
+		if u, g, ok := strings.Cut(v.FileOwner, ":"); ok {
+			f.uid, _ = strconv.Atoi(u)
+			f.gid, _ = strconv.Atoi(g)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Disabled is the services left out because an optional value is absent.
+func (s *Step) Disabled() []string {
+	var out []string
+	for _, k := range s.missing {
+		out = append(out, s.o.Vars[k].Services...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// sameFile reports whether path holds exactly data with mode and owner.
+func sameFile(path string, data []byte, mode fs.FileMode, uid, gid int) (bool, error) {
+	got, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("env: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false, fmt.Errorf("env: %w", err)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	return bytes.Equal(got, data) && fi.Mode().Perm() == mode && st != nil && int(st.Uid) == uid && int(st.Gid) == gid, nil
+}
+
+// writeIfDifferent replaces path atomically when its content, mode or
+// owner differ; an unchanged file keeps its inode and mtime.
+func writeIfDifferent(path string, data []byte, mode fs.FileMode, uid, gid int) error {
+	if ok, err := sameFile(path, data, mode, uid, gid); err != nil || ok {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("env: %w", err)
+	}
+	opts := atomicfile.Options{Owner: &atomicfile.Owner{UID: uid, GID: gid}}
+	if err := opts.WriteFile(path, data, mode); err != nil {
+		return fmt.Errorf("env: %w", err)
+	}
+	return nil
+}
+
+func sumFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
