@@ -1,7 +1,10 @@
 // Package instance boots a simulated EC2 instance for end-to-end tests: a
-// Debian bookworm root filesystem under real systemd, in systemd-nspawn,
-// sharing the host's network (so that an awssim listening on the host's
-// 127.0.0.1 is reachable from inside).
+// Debian bookworm root filesystem under real systemd, in systemd-nspawn.
+// By default it shares the host's network (so that an awssim listening on
+// the host's 127.0.0.1 is reachable from inside); with Options.Network set
+// to Veth it has a private network of its own, routed through the host,
+// and with Options.Docker a Docker engine installed inside (apt-get
+// install docker.io) runs containers.
 //
 // EnsureRootfs builds (once, cached) the base root filesystem; Boot gives
 // each instance a private writable overlay on top of it, starts
@@ -83,9 +86,43 @@ type Options struct {
 	// systemd starts: install the binary, units and configuration there.
 	Setup func(root string) error
 
-	// NspawnArgs are further systemd-nspawn arguments (--network-veth,
-	// --bind-ro=..., --setenv=...).
+	// NspawnArgs are further systemd-nspawn arguments (--bind-ro=...,
+	// --setenv=...).
 	NspawnArgs []string
+
+	// Network is HostNetwork (the default: the host's network namespace)
+	// or Veth (a private namespace, its own subnet, routed and
+	// masqueraded by the host; see Veth). With Veth, HostAddr is the
+	// host's address as the instance sees it.
+	Network Network
+
+	// HostServices (Veth only) are TCP addresses on the host's loopback,
+	// "127.0.0.1:PORT", that processes inside reach at the same address:
+	// the test process listens there in the instance's namespace and
+	// relays each connection to the host. So an awssim on the host's
+	// loopback is reachable at the URL it prints, as with HostNetwork.
+	// They are in place before systemd starts any unit that is ordered
+	// after network-online.target. Instance.ForwardHost adds more later.
+	HostServices []string
+
+	// Docker prepares the instance for a Docker engine installed inside
+	// (by apt-get install docker.io, as monagent's docker step does). It
+	// needs Network: Veth. It installs and enables rig-cgroup-rw.service,
+	// which remounts the cgroup v1 controller hierarchies read-write
+	// before containerd and docker start, and binds DockerDir at
+	// /var/lib/docker: the instance's root is an overlayfs, on which
+	// Docker's overlay2 driver cannot work.
+	Docker bool
+
+	// DockerDir (with Docker) is the host directory bound at
+	// /var/lib/docker (created if missing; not on an overlayfs). Empty:
+	// a directory beside the instance's root, in the test's temporary
+	// directory, reused when the same Root boots again in this process
+	// (so Docker's images and containers survive a reboot). DockerDirNone:
+	// nothing bound; the test puts /var/lib/docker (or Docker's
+	// data-root) on a filesystem overlay2 accepts itself, such as the data
+	// volume.
+	DockerDir string
 
 	// BootTimeout bounds the wait for a running system; DefaultBootTimeout
 	// if zero.
@@ -108,6 +145,10 @@ type Instance struct {
 	stopTimeout time.Duration
 	nsenter     string
 	argv        []string // the systemd-nspawn command line
+
+	network   Network
+	veth      *vethNet // with Veth
+	dockerDir string   // bound at /var/lib/docker, if any
 
 	cg      *cgroupSet
 	cmd     *exec.Cmd
@@ -141,6 +182,18 @@ func Boot(t testing.TB, opts Options) *Instance {
 	if (opts.Base == "") == (opts.Root == "") {
 		t.Fatalf("rig/instance: instance %s: set exactly one of Options.Base (%q) and Options.Root (%q)", opts.Name, opts.Base, opts.Root)
 	}
+	switch opts.Network {
+	case HostNetwork:
+		if opts.Docker {
+			t.Fatalf("rig/instance: instance %s: Options.Docker needs Network: Veth (a Docker engine on the host's network would change the host's bridge and iptables rules)", opts.Name)
+		}
+	case Veth:
+		if err := needTools("ip", "iptables"); err != nil {
+			t.Fatalf("rig/instance: instance %s: %v", opts.Name, err)
+		}
+	default:
+		t.Fatalf("rig/instance: instance %s: unknown Options.Network %d", opts.Name, opts.Network)
+	}
 	bootTimeout := opts.BootTimeout
 	if bootTimeout <= 0 {
 		bootTimeout = DefaultBootTimeout
@@ -158,6 +211,7 @@ func Boot(t testing.TB, opts Options) *Instance {
 		console:     filepath.Join(dir, "console.log"),
 		stopTimeout: stopTimeout,
 		nsenter:     nsenter,
+		network:     opts.Network,
 	}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(in.cleanup)
@@ -176,6 +230,26 @@ func Boot(t testing.TB, opts Options) *Instance {
 		}
 		in.root = root
 	}
+	if opts.Network == Veth {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		in.veth, err = allocSubnet(ctx)
+		cancel()
+		if err == nil {
+			err = in.veth.prepareRoot(in.root)
+		}
+		if err != nil {
+			t.Fatalf("rig/instance: instance %s: private network: %v", in.name, err)
+		}
+	}
+	if opts.Docker {
+		err := prepareDocker(in.root)
+		if err == nil {
+			in.dockerDir, err = dockerDir(opts.DockerDir, in.root, dir)
+		}
+		if err != nil {
+			t.Fatalf("rig/instance: instance %s: Docker: %v", in.name, err)
+		}
+	}
 	if opts.Setup != nil {
 		if err := opts.Setup(in.root); err != nil {
 			t.Fatalf("rig/instance: instance %s: setup of %s: %v", in.name, in.root, err)
@@ -192,6 +266,12 @@ func Boot(t testing.TB, opts Options) *Instance {
 		"--link-journal=no",
 		"--system-call-filter=add_key keyctl",
 	}
+	if in.veth != nil {
+		in.argv = append(in.argv, "--network-veth")
+	}
+	if in.dockerDir != "" {
+		in.argv = append(in.argv, "--bind="+in.dockerDir+":/var/lib/docker")
+	}
 	for _, b := range opts.Binds {
 		in.argv = append(in.argv, "--bind="+b)
 	}
@@ -203,12 +283,37 @@ func Boot(t testing.TB, opts Options) *Instance {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
+	if err := in.waitInit(ctx); err != nil {
+		t.Fatalf("rig/instance: instance %s: %s: %v%s", in.name, quoteArgs(in.argv), err, in.diagnosis())
+	}
+	if in.veth != nil {
+		// host0 inside gets its address from networkd only once the host
+		// end is up, and network-online.target waits for that: the
+		// forwarders come first, so they are there for every unit
+		// ordered after it.
+		var err error
+		for _, a := range opts.HostServices {
+			if err = in.veth.forward(in.initPID, a); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = in.veth.up(ctx, in.initPID)
+		}
+		if err != nil {
+			t.Fatalf("rig/instance: instance %s: private network: %v%s", in.name, err, in.diagnosis())
+		}
+	}
 	state, err := in.waitRunning(ctx)
 	if err != nil {
 		t.Fatalf("rig/instance: instance %s: %s: %v%s", in.name, quoteArgs(in.argv), err, in.diagnosis())
 	}
-	t.Logf("rig/instance: instance %s is %s after %s (init PID %d, root %s)",
-		in.name, state, time.Since(start).Round(time.Millisecond), in.initPID, in.root)
+	netDesc := "the host's network"
+	if in.veth != nil {
+		netDesc = fmt.Sprintf("%s on %s, host end %s %s", in.veth.guest, in.veth.subnet, in.veth.ifname, in.veth.host)
+	}
+	t.Logf("rig/instance: instance %s is %s after %s (init PID %d, root %s, %s)",
+		in.name, state, time.Since(start).Round(time.Millisecond), in.initPID, in.root, netDesc)
 	if state == "degraded" {
 		out, _ := in.probe("systemctl", "--failed", "--no-pager", "--no-legend")
 		t.Logf("rig/instance: instance %s: failed units:\n%s", in.name, tailString(string(out), consoleLines))
@@ -301,19 +406,17 @@ func (in *Instance) exited() bool {
 	}
 }
 
-// waitRunning waits for the container's init and then for
-// `systemctl is-system-running` to answer running or degraded, which it
-// returns.
-func (in *Instance) waitRunning(ctx context.Context) (string, error) {
+// waitInit waits for the container's init (systemd) to appear.
+func (in *Instance) waitInit(ctx context.Context) error {
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for in.initPID == 0 {
 		if in.exited() {
-			return "", fmt.Errorf("systemd-nspawn exited before the container's systemd started: %v", in.waitErr)
+			return fmt.Errorf("systemd-nspawn exited before the container's systemd started: %v", in.waitErr)
 		}
 		pid, err := findChild(in.cmd.Process.Pid, "systemd")
 		if err != nil {
-			return "", err
+			return err
 		}
 		in.initPID = pid
 		if pid != 0 {
@@ -321,10 +424,22 @@ func (in *Instance) waitRunning(ctx context.Context) (string, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("no systemd child of systemd-nspawn (PID %d): %w", in.cmd.Process.Pid, ctx.Err())
+			return fmt.Errorf("no systemd child of systemd-nspawn (PID %d): %w", in.cmd.Process.Pid, ctx.Err())
 		case <-tick.C:
 		}
 	}
+	return nil
+}
+
+// waitRunning waits for the container's init and then for
+// `systemctl is-system-running` to answer running or degraded, which it
+// returns.
+func (in *Instance) waitRunning(ctx context.Context) (string, error) {
+	if err := in.waitInit(ctx); err != nil {
+		return "", err
+	}
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
 	state := ""
 	for {
 		if in.exited() {
@@ -397,6 +512,75 @@ func (in *Instance) ConsoleTail(n int) string { return tailFile(in.console, n) }
 
 // NspawnCommand returns the systemd-nspawn command line the instance runs.
 func (in *Instance) NspawnCommand() []string { return append([]string(nil), in.argv...) }
+
+// Network returns how the instance is connected.
+func (in *Instance) Network() Network { return in.network }
+
+// HostAddr returns the host's address as the instance sees it: the host
+// end of the veth link ("10.213.N.1") with Veth, 127.0.0.1 with
+// HostNetwork. A server on the host that the instance must reach listens
+// there (or on 0.0.0.0), or on the loopback with ForwardHost.
+func (in *Instance) HostAddr() string {
+	if in.veth == nil {
+		return "127.0.0.1"
+	}
+	return in.veth.host.String()
+}
+
+// Addr returns the instance's own address, which the host reaches
+// (ports Docker publishes inside, say): host0's "10.213.N.2" with Veth,
+// 127.0.0.1 with HostNetwork.
+func (in *Instance) Addr() string {
+	if in.veth == nil {
+		return "127.0.0.1"
+	}
+	return in.veth.guest.String()
+}
+
+// Subnet returns the instance's subnet ("10.213.N.0/30") with Veth, ""
+// with HostNetwork.
+func (in *Instance) Subnet() string {
+	if in.veth == nil {
+		return ""
+	}
+	return in.veth.subnet.String()
+}
+
+// HostInterface returns the name of the host end of the veth link
+// (systemd-nspawn's "ve-NAME", shortened with a hash for long names) with
+// Veth, "" with HostNetwork.
+func (in *Instance) HostInterface() string {
+	if in.veth == nil {
+		return ""
+	}
+	return in.veth.ifname
+}
+
+// DockerDir returns the host directory bound at /var/lib/docker ("" if
+// none: no Options.Docker, or DockerDirNone).
+func (in *Instance) DockerDir() string { return in.dockerDir }
+
+// SystemBusAddress returns a D-Bus address of the instance's system bus
+// usable from the host ("unix:path=/proc/INIT/root/run/dbus/system_bus_socket"):
+// for example as DBUS_SYSTEM_BUS_ADDRESS for go-systemd's
+// dbus.NewSystemConnectionContext.
+func (in *Instance) SystemBusAddress() string {
+	return "unix:path=/proc/" + strconv.Itoa(in.initPID) + "/root/run/dbus/system_bus_socket"
+}
+
+// ForwardHost makes addr, "127.0.0.1:PORT" on the host, reachable at the
+// same address inside the instance until it stops (see
+// Options.HostServices). With HostNetwork it does nothing: the host's
+// loopback is the instance's.
+func (in *Instance) ForwardHost(addr string) error {
+	if in.veth == nil {
+		return nil
+	}
+	if in.initPID == 0 || in.exited() || in.stopped {
+		return fmt.Errorf("forward %s: instance %s is not running", addr, in.name)
+	}
+	return in.veth.forward(in.initPID, addr)
+}
 
 // Command returns a command that runs name with args inside the instance,
 // in all of its namespaces (nsenter -t InitPID -a), with a clean
@@ -473,6 +657,9 @@ func (in *Instance) shutdown() error {
 	err := in.stop()
 	if in.cg != nil {
 		err = errors.Join(err, in.cg.remove())
+	}
+	if in.veth != nil {
+		err = errors.Join(err, in.veth.down())
 	}
 	// nspawn leaves this directory when /run is not a tmpfs ("we can't
 	// allow that"): remove it if it is empty.

@@ -1,0 +1,114 @@
+package instance
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// DockerDirNone, as Options.DockerDir, binds nothing at /var/lib/docker:
+// the test puts Docker's state on a filesystem its overlay2 driver
+// accepts itself (the data volume mounted there, or a data-root on it).
+const DockerDirNone = "none"
+
+const (
+	// cgroupRWUnit remounts the cgroup v1 controller hierarchies
+	// read-write inside (nspawn mounts them read-only; dockerd and runc
+	// create cgroups in them) before anything of Docker's starts.
+	cgroupRWUnit = `# Written by rig/instance (Options.Docker): nspawn mounts the cgroup v1
+# controller hierarchies read-only; a Docker engine inside creates its
+# cgroups in them (below the instance's own cgroup, the root of its cgroup
+# namespace).
+[Unit]
+Description=rig/instance: cgroup v1 controller hierarchies read-write for Docker
+DefaultDependencies=no
+Before=sysinit.target containerd.service docker.service docker.socket
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/rig-cgroup-rw
+
+[Install]
+WantedBy=sysinit.target
+`
+	cgroupRWScript = `#!/bin/sh
+# rig/instance: remount every cgroup v1 hierarchy under /sys/fs/cgroup
+# read-write (see rig-cgroup-rw.service).
+set -e
+for d in /sys/fs/cgroup/*; do
+	[ -d "$d" ] && [ ! -L "$d" ] || continue
+	[ "$(stat -f -c %T "$d")" = cgroupfs ] || continue
+	mount -o remount,bind,rw,nosuid,nodev,noexec "$d"
+done
+`
+	// overlayfsMagic is statfs's f_type of an overlayfs.
+	overlayfsMagic = 0x794c7630
+)
+
+// dockerDirs remembers, per root booted with Options.Docker and the
+// default DockerDir, the host directory bound at /var/lib/docker, so
+// that booting the same Root again (a reboot) finds Docker's state.
+var dockerDirs sync.Map // root -> dir
+
+// prepareDocker installs and enables rig-cgroup-rw.service in root.
+func prepareDocker(root string) error {
+	if err := writeRootFile(root, "usr/local/sbin/rig-cgroup-rw", cgroupRWScript, 0o755); err != nil {
+		return err
+	}
+	if err := writeRootFile(root, "etc/systemd/system/rig-cgroup-rw.service", cgroupRWUnit, 0o644); err != nil {
+		return err
+	}
+	return enableUnit(root, "sysinit.target", "/etc/systemd/system/rig-cgroup-rw.service")
+}
+
+// dockerDir returns the host directory to bind at /var/lib/docker (""
+// for none), creating it if needed. The default lives in bootDir (kept
+// until the end of the test) and is reused for later boots of root.
+func dockerDir(opt, root, bootDir string) (string, error) {
+	switch opt {
+	case DockerDirNone:
+		return "", nil
+	case "":
+		if d, ok := dockerDirs.Load(root); ok {
+			if _, err := os.Stat(d.(string)); err == nil {
+				return d.(string), nil
+			}
+		}
+		d := filepath.Join(bootDir, "docker")
+		if err := os.Mkdir(d, 0o710); err != nil {
+			return "", fmt.Errorf("Docker's state directory: %w", err)
+		}
+		if err := checkNotOverlay(d); err != nil {
+			return "", err
+		}
+		dockerDirs.Store(root, d)
+		return d, nil
+	}
+	if !filepath.IsAbs(opt) {
+		return "", fmt.Errorf("Options.DockerDir %q: want an absolute host path or %q", opt, DockerDirNone)
+	}
+	if err := os.MkdirAll(opt, 0o710); err != nil {
+		return "", fmt.Errorf("Options.DockerDir: %w", err)
+	}
+	if err := checkNotOverlay(opt); err != nil {
+		return "", err
+	}
+	return opt, nil
+}
+
+// checkNotOverlay refuses a directory on an overlayfs for Docker's state.
+func checkNotOverlay(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("Docker's state directory: %w", err)
+	}
+	if st.Type == overlayfsMagic {
+		return errors.New("Docker's state directory " + dir + " is on an overlayfs, which Docker's overlay2 driver cannot use (set Options.DockerDir)")
+	}
+	return nil
+}
