@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	data := fs.String("data", "", "directory for the simulator's state (required)")
 	root := fs.String("root", "/", "host root the device links are made under")
 	scenario := fs.String("scenario", "", "scenario file (YAML) to apply at start")
+	files := fs.String("files", "", "directory served read-only under /_files/ (downloads such as the Compose plugin)")
 	var id simapi.Identity
 	fs.StringVar(&id.Region, "region", "eu-west-1", "region")
 	fs.StringVar(&id.AZ, "az", "eu-west-1a", "availability zone of the simulated instance")
@@ -78,7 +79,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = srv
+	if *files != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/_files/", http.StripPrefix("/_files/", http.FileServer(http.Dir(*files))))
+		mux.Handle("/", srv)
+		handler = mux
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	fmt.Fprintf(stdout, "awssim ready on http://%s (region %s, instance %s, data %s)\n", ln.Addr(), id.Region, id.InstanceID, *data)

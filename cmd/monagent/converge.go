@@ -52,6 +52,7 @@ func newApp(ctx context.Context, g *globals, stdout io.Writer) (*app, error) {
 		Region:      cfg.Region,
 		CallTimeout: cfg.AWS.CallTimeout.Duration,
 		MaxAttempts: cfg.AWS.MaxAttempts,
+		Log:         log,
 	})
 	if err != nil {
 		return nil, err

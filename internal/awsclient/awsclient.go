@@ -12,7 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
+	"go.uber.org/zap"
 )
 
 // Options tune the shared configuration.
@@ -21,6 +23,9 @@ type Options struct {
 	CallTimeout time.Duration // bounds one API call, retries included
 	MaxAttempts int
 	MaxBackoff  time.Duration
+	// Log receives the SDK's own messages, at debug: they must pass the
+	// agent's redaction like every other line, not go to stderr.
+	Log *zap.Logger
 }
 
 // Load returns the shared configuration.
@@ -42,6 +47,7 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 			})
 		}),
 		config.WithAPIOptions([]func(*middleware.Stack) error{callTimeout(o.CallTimeout)}),
+		config.WithLogger(sdkLogger(o.Log)),
 	}
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
@@ -53,16 +59,34 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	return cfg, nil
 }
 
+// sdkLogger sends the SDK's messages to log at debug.
+func sdkLogger(log *zap.Logger) logging.Logger {
+	if log == nil {
+		return logging.Nop{}
+	}
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		log.Debug(fmt.Sprintf(format, v...), zap.String("from", "aws-sdk"), zap.String("class", string(c)))
+	})
+}
+
 // callTimeout bounds a whole API call, every retry included, so a hung
-// endpoint cannot stall a step past its own deadline.
+// endpoint cannot stall a step past its own deadline. A call that succeeds
+// may return a body still streaming (S3 GetObject): its context is left to
+// expire at the deadline, which also bounds the read, instead of being
+// cancelled under the reader.
 func callTimeout(d time.Duration) func(*middleware.Stack) error {
 	return func(stack *middleware.Stack) error {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("monagentCallTimeout",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
 				middleware.InitializeOutput, middleware.Metadata, error) {
 				ctx, cancel := context.WithTimeout(ctx, d)
-				defer cancel()
-				return next.HandleInitialize(ctx, in)
+				out, md, err := next.HandleInitialize(ctx, in)
+				if err != nil {
+					cancel()
+				} else {
+					time.AfterFunc(d, cancel) // after the body has had its time
+				}
+				return out, md, err
 			}), middleware.Before)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,10 @@ type Cmd struct {
 	// under their own Timeout even when the run is cancelled: stopping
 	// them halfway would leave the disk in a state no one chose.
 	Uninterruptible bool
+	// Answers are exit codes that are an answer, not a failure (blkid's 2,
+	// "nothing found"): Run still returns an *Error carrying the code, but
+	// logs it as an answer.
+	Answers []int
 }
 
 // New is a Cmd with the default timeout.
@@ -166,6 +171,10 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 		Stdout:   clip(r.redact(stdout.String())),
 		Stderr:   clip(r.redact(stderr.String())),
 		Err:      err,
+	}
+	if slices.Contains(c.Answers, res.ExitCode) {
+		log.Info("exec answered", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode), zap.Duration("duration", time.Since(start)))
+		return res, cerr
 	}
 	log.Warn("exec failed", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode),
 		zap.Duration("duration", time.Since(start)), zap.String("stderr", cerr.Stderr), zap.String("stdout", cerr.Stdout))

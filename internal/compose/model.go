@@ -59,7 +59,8 @@ func load(ctx context.Context, dir, project string, files []string, env map[stri
 		}
 		m.collect(raw)
 	}
-	p, err := loader.LoadWithContext(ctx, types.ConfigDetails{WorkingDir: dir, ConfigFiles: configs, Environment: env},
+	// The loader adds its own keys (COMPOSE_PROJECT_NAME) to the map.
+	p, err := loader.LoadWithContext(ctx, types.ConfigDetails{WorkingDir: dir, ConfigFiles: configs, Environment: maps.Clone(env)},
 		func(o *loader.Options) { o.SetProjectName(project, true) })
 	if err != nil {
 		return nil, fmt.Errorf("compose: load %s: %w", strings.Join(files, ", "), err)

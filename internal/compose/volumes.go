@@ -52,10 +52,14 @@ func (s *Step) prepareVolumes(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("compose: inspect volume %s: %w", v.Name, err)
 		}
-		if got.Volume.Options["device"] != dev {
-			return retry.PermanentError(fmt.Errorf("compose: Docker already has volume %s, kept at %s, not on the data volume: "+
-				"copy its data to %s, then remove it (docker volume rm %s); monagent does not move data by itself",
-				v.Name, got.Volume.Mountpoint, dev, v.Name))
+		if have := got.Volume.Options["device"]; have != dev {
+			where := "kept at " + got.Volume.Mountpoint
+			if have != "" {
+				where = "bound to " + have
+			}
+			return retry.PermanentError(fmt.Errorf("compose: Docker already has volume %s, %s, not on the data volume at %s: "+
+				"copy its data there, then remove it (docker volume rm %s); monagent does not move data by itself",
+				v.Name, where, dev, v.Name))
 		}
 		s.o.Log.Debug("volume on the data volume", zap.String("volume", v.Name), zap.String("device", dev))
 	}

@@ -74,6 +74,9 @@ func (s *Step) Fingerprint(context.Context) (string, error) { return s.o.Version
 // Check probes both once.
 func (s *Step) Check(ctx context.Context) (bool, error) {
 	p := s.probe(ctx)
+	if !p.ready() {
+		s.o.Log.Info("docker not ready", zap.NamedError("engine", p.engineErr), zap.NamedError("compose", p.composeErr))
+	}
 	return p.ready(), nil
 }
 

@@ -40,7 +40,8 @@ func Probe(ctx context.Context, run command.Runner, dev string) (Signature, erro
 	if err := readable(dev); err != nil {
 		return Signature{}, err
 	}
-	res, err := run.Run(ctx, command.Cmd{Name: "blkid", Args: []string{"-p", "-o", "export", dev}, Timeout: probeTimeout})
+	res, err := run.Run(ctx, command.Cmd{Name: "blkid", Args: []string{"-p", "-o", "export", dev}, Timeout: probeTimeout,
+		Answers: []int{blkidNothingFound}})
 	if command.ExitCode(err) == blkidNothingFound {
 		return Signature{Blank: true}, nil
 	}

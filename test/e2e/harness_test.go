@@ -121,19 +121,46 @@ volume:
 
 func newHost(t *testing.T, scen string, waitAvailable string) *host {
 	t.Helper()
+	return startHost(t, hostOptions{scenario: scen, config: fmt.Sprintf(baseConfig, waitAvailable)})
+}
+
+// hostOptions describe one simulated instance.
+type hostOptions struct {
+	scenario string // applied at start; "" for none
+	config   string
+	data     string // awssim's state; "" for a fresh one. The same data is the same account.
+	instance string // the instance id IMDS reports; "" for the default
+	files    string // directory awssim serves under /_files/
+}
+
+// startHost starts awssim on a fresh host root.
+func startHost(t *testing.T, o hostOptions) *host {
+	t.Helper()
 	h := &host{t: t, root: t.TempDir(), until: "signal"}
 	if err := os.MkdirAll(filepath.Join(h.root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	h.config = filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(h.config, []byte(fmt.Sprintf(baseConfig, waitAvailable)), 0o600); err != nil {
-		t.Fatal(err)
+	if o.config == "" {
+		o.config = fmt.Sprintf(baseConfig, "30s")
 	}
-	scenFile := filepath.Join(t.TempDir(), "scenario.yaml")
-	if err := os.WriteFile(scenFile, []byte(scen), 0o600); err != nil {
-		t.Fatal(err)
+	writeFile(t, h.config, o.config)
+	if o.data == "" {
+		o.data = t.TempDir()
 	}
-	h.sim = exec.Command(bins.awssim, "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--root", h.root, "--scenario", scenFile)
+	args := []string{"--addr", "127.0.0.1:0", "--data", o.data, "--root", h.root}
+	if o.scenario != "" {
+		scenFile := filepath.Join(t.TempDir(), "scenario.yaml")
+		writeFile(t, scenFile, o.scenario)
+		args = append(args, "--scenario", scenFile)
+	}
+	if o.instance != "" {
+		args = append(args, "--instance-id", o.instance)
+	}
+	if o.files != "" {
+		args = append(args, "--files", o.files)
+	}
+	h.sim = exec.Command(bins.awssim, args...)
 	var stderr bytes.Buffer
 	h.sim.Stderr = &stderr
 	stdout, err := h.sim.StdoutPipe()

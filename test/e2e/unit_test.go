@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -314,5 +317,95 @@ exec /usr/sbin/mkfs.xfs "$@"
 	}
 	if n := strings.Count(inside(t, in, "cat", "/run/mkfs.log"), "started"); n != 1 {
 		t.Fatalf("mkfs ran %d times", n)
+	}
+}
+
+// The docker step on a host with real systemd: the engine package is
+// installed with apt, docker.service is enabled and started through
+// systemd's D-Bus API, the user joins the docker group, the plugin is
+// downloaded and verified; the inner engine then runs containers. A second
+// run changes nothing.
+func TestDockerStepUnderSystemd(t *testing.T) {
+	dir, sum := plugin(t)
+	h := startHost(t, hostOptions{scenario: scenario("", ""), config: "", files: dir})
+	u, _ := url.Parse(h.url)
+	writeFile(t, h.config, fmt.Sprintf(baseConfig, "30s")+fmt.Sprintf(`docker:
+  user: monitor
+  compose_plugin:
+    version: v5.6.0
+    url: %s/_files/docker-compose
+    sha256: %q
+`, h.url, sum))
+	repo, _ := filepath.Abs("../..")
+	in := instance.Boot(t, instance.Options{
+		Name:         "mon-docker",
+		Base:         baseRootfs(t),
+		Network:      instance.Veth,
+		Docker:       true,
+		HostServices: []string{u.Host},
+		Setup: func(root string) error {
+			run(t, filepath.Join(repo, "packaging/install.sh"), bins.monagent, root)
+			writeFile(t, filepath.Join(root, "etc/monagent/config.yaml"), readFile(t, h.config))
+			appendFile(t, filepath.Join(root, "etc/passwd"), "monitor:x:1000:1000::/home/monitor:/bin/sh\n")
+			appendFile(t, filepath.Join(root, "etc/group"), "monitor:x:1000:\n")
+			// As on Amazon Linux, installing a package starts nothing: the
+			// step itself must start the engine.
+			writeFile(t, filepath.Join(root, "usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n")
+			return os.Chmod(filepath.Join(root, "usr/sbin/policy-rc.d"), 0o755)
+		},
+	})
+	mon := func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := in.Exec(ctx, "env", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=eu-west-1",
+			"AWS_ENDPOINT_URL="+h.url, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+h.url,
+			"/usr/local/bin/monagent", "reconcile", "--only", "docker,docker-ready")
+		return string(out), err
+	}
+	out, err := mon()
+	if err != nil {
+		t.Fatalf("docker step: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"argv":["apt-get","-q","-y"`, "docker.service enabled and started", "compose plugin installed", "docker ready"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the run did not log %q:\n%s", want, out)
+		}
+	}
+	if s := inside(t, in, "systemctl", "is-enabled", "docker.service"); s != "enabled" {
+		t.Errorf("docker.service is %s", s)
+	}
+	if v := inside(t, in, "docker", "compose", "version", "--short"); v != "5.6.0" {
+		t.Errorf("docker compose version: %q", v)
+	}
+	if g := inside(t, in, "id", "-nG", "monitor"); !strings.Contains(g, "docker") {
+		t.Errorf("monitor's groups: %q", g)
+	}
+	// The inner engine runs a container of an image made on the host.
+	img, err := exec.Command("docker", "save", "turbot/steampipe:latest").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(in.Root(), "var/tmp/steampipe.tar"), string(img))
+	inside(t, in, "docker", "load", "-i", "/var/tmp/steampipe.tar")
+	inside(t, in, "docker", "run", "-d", "--name", "probe", "turbot/steampipe:latest", "service", "start", "--foreground")
+	if s := inside(t, in, "docker", "inspect", "-f", "{{.State.Status}}", "probe"); s != "running" {
+		t.Errorf("container inside: %s", s)
+	}
+	// Converged: the second run installs nothing and starts nothing.
+	out, err = mon()
+	if err != nil || strings.Contains(out, "apt-get") || strings.Contains(out, "enabled and started") || strings.Contains(out, "plugin installed") {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+}
+
+func appendFile(t *testing.T, path, content string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
 	}
 }
