@@ -451,7 +451,9 @@ func TestEnvValueReachesContainer(t *testing.T) {
 `)
 	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(bundle)}, "env:\n  WEIRD: {parameter: /monitoring-production/weird}\n")
 	writeFile(t, h.config, strings.Replace(readFile(t, h.config), "compose:\n", "compose:\n  project: envcheck\n", 1))
-	t.Cleanup(func() { _ = exec.Command("sh", "-c", "docker rm -f $(docker ps -aq --filter label=com.docker.compose.project=envcheck)").Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("sh", "-c", "docker rm -f $(docker ps -aq --filter label=com.docker.compose.project=envcheck)").Run()
+	})
 	putParameter(t, h, "/monitoring-production/weird", weird, false)
 	h.mustConverge("bootstrap")
 	c := containers(t, "envcheck")["tempo"]
@@ -487,7 +489,9 @@ func TestCrashingServiceIsNamed(t *testing.T) {
 `)
 	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(bundle)}, "")
 	writeFile(t, h.config, strings.Replace(readFile(t, h.config), "compose:\n", "compose:\n  project: crashcheck\n", 1))
-	t.Cleanup(func() { _ = exec.Command("sh", "-c", "docker rm -f $(docker ps -aq --filter label=com.docker.compose.project=crashcheck)").Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("sh", "-c", "docker rm -f $(docker ps -aq --filter label=com.docker.compose.project=crashcheck)").Run()
+	})
 	r := h.monagent("bootstrap")
 	if r.code == 0 || !strings.Contains(r.stderr, "service exporter") || !strings.Contains(r.stderr, "could not read private key") {
 		t.Fatalf("exit %d, want a failure naming the service with its log lines:\n%s", r.code, r.stderr)
