@@ -147,6 +147,7 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 			zap.String("state", store.Path), zap.String("moved_to", recovered.MovedTo), zap.NamedError("cause", recovered.Cause))
 	}
 	st.LastRun, st.Mode = start, mode
+	a.textfileLink(h)
 	// One batched SSM read for every parameter the steps will ask for.
 	if err := h.Params.Prefetch(ctx, h.Parameters()); err != nil {
 		a.log.Warn("SSM parameters not read up front; the steps will say what they miss", zap.Error(err))
@@ -198,15 +199,23 @@ func (a *app) signalFailure(h *host.Host, table []stepDef, run *state.State, run
 	}
 }
 
-// writeMetrics leaves the run's result for node-exporter, and keeps the
-// link a stack's node-exporter mounts.
+// writeMetrics leaves the run's result for node-exporter.
 func (a *app) writeMetrics(h *host.Host, st *state.State) {
-	m := h.Config.Metrics
-	if err := metrics.Write(h.Path(m.TextfileDir), st); err != nil {
+	if err := metrics.Write(h.Path(h.Config.Metrics.TextfileDir), st); err != nil {
 		a.log.Warn("metrics textfile not written", zap.Error(err))
 	}
+}
+
+// textfileLink keeps the link a stack's node-exporter mounts, before any
+// step: a bind source missing when its container starts becomes an empty
+// directory, and a link made later never replaces it for that container.
+func (a *app) textfileLink(h *host.Host) {
+	m := h.Config.Metrics
 	if m.TextfileLink == "" {
 		return
+	}
+	if err := os.MkdirAll(h.Path(m.TextfileDir), 0o755); err != nil {
+		a.log.Warn("metrics textfile directory not made", zap.Error(err))
 	}
 	if err := metrics.Link(h.Root, m.TextfileLink, m.TextfileDir); err != nil {
 		a.log.Warn("metrics textfile link not kept", zap.String("link", m.TextfileLink), zap.Error(err))

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/types"
 	"go.uber.org/zap"
 
 	"github.com/monagent/monagent/internal/atomicfile"
@@ -157,10 +158,12 @@ func (s *Step) prepare(ctx context.Context) error {
 		return err
 	}
 	s.override = renderOverride(base.namedVolumes(), s.path(s.o.DataDir), s.o.DataDir)
-	if err := s.writeOverride(); err != nil {
-		return err
+	compose, err := os.ReadFile(s.composeFile())
+	if err != nil {
+		return fmt.Errorf("compose: %w", err)
 	}
-	m, err := load(ctx, s.stackDir(), s.o.Config.Project, []string{s.composeFile(), s.OverridePath()}, env)
+	m, err := loadConfigs(ctx, s.stackDir(), s.o.Config.Project, []types.ConfigFile{
+		{Filename: s.composeFile(), Content: compose}, {Filename: s.OverridePath(), Content: s.override}}, env)
 	if err != nil {
 		return err
 	}
@@ -233,6 +236,9 @@ func (s *Step) Apply(ctx context.Context) error {
 		return err
 	}
 	if err := s.preflight(ctx); err != nil {
+		return err
+	}
+	if err := s.writeOverride(); err != nil {
 		return err
 	}
 	before, err := s.containers(ctx)

@@ -45,7 +45,6 @@ type model struct {
 // `docker compose` will: the same files, the same project name, the same
 // interpolation.
 func load(ctx context.Context, dir, project string, files []string, env map[string]string) (*model, error) {
-	m := &model{vars: map[string]map[string]variable{}, topVars: map[string]variable{}, rawEnv: map[string]map[string]string{}}
 	var configs []types.ConfigFile
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -53,9 +52,20 @@ func load(ctx context.Context, dir, project string, files []string, env map[stri
 			return nil, fmt.Errorf("compose: %w", err)
 		}
 		configs = append(configs, types.ConfigFile{Filename: f, Content: b})
+	}
+	return loadConfigs(ctx, dir, project, configs, env)
+}
+
+// loadConfigs is load with the files' contents given, so that a file not
+// written yet (the override) can take part.
+func loadConfigs(ctx context.Context, dir, project string, configs []types.ConfigFile, env map[string]string) (*model, error) {
+	m := &model{vars: map[string]map[string]variable{}, topVars: map[string]variable{}, rawEnv: map[string]map[string]string{}}
+	var files []string
+	for _, c := range configs {
+		files = append(files, c.Filename)
 		var raw map[string]any
-		if err := yaml.Unmarshal(b, &raw); err != nil {
-			return nil, fmt.Errorf("compose: %s: %w", f, err)
+		if err := yaml.Unmarshal(c.Content, &raw); err != nil {
+			return nil, fmt.Errorf("compose: %s: %w", c.Filename, err)
 		}
 		m.collect(raw)
 	}
