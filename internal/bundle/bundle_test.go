@@ -804,3 +804,53 @@ func TestS3Outage(t *testing.T) {
 		}
 	})
 }
+
+// The files are read by the containers' own users (nobody, grafana), so
+// they are installed readable whatever the umask of the shell the
+// operator runs monagent from.
+func TestModesIndependentOfUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	t.Cleanup(func() { syscall.Umask(old) })
+	r := newRig(t)
+	r.seed(stack)
+	r.converge(nil)
+	// BUG: download (s3.go) creates files with os.OpenFile(..., 0o644)
+	// and directories with os.MkdirAll(..., 0o755), both cut by the
+	// process umask; under an operator's umask 077 (or a hardened
+	// 027) the bundle is installed 0600/0700 root, and Prometheus
+	// (nobody) and Grafana (472) can no longer read their
+	// bind-mounted configuration. Modes should be set explicitly
+	// (Chmod), as atomicfile does.
+	for rel, want := range map[string]os.FileMode{
+		"docker-compose.yml":                        0o644,
+		"prometheus/prometheus.yml":                 0o644,
+		"prometheus":                                0o755 | os.ModeDir,
+		"grafana/provisioning":                      0o755 | os.ModeDir,
+		"grafana/provisioning/datasources/loki.yml": 0o644,
+	} {
+		fi, err := os.Stat(r.path(rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s mode %v under umask 077, want %v", rel, fi.Mode(), want)
+		}
+	}
+}
+
+func TestMD5OfETag(t *testing.T) {
+	tests := []struct{ etag, want string }{
+		{`"d41d8cd98f00b204e9800998ecf8427e"`, "d41d8cd98f00b204e9800998ecf8427e"},
+		{`"D41D8CD98F00B204E9800998ECF8427E"`, "d41d8cd98f00b204e9800998ecf8427e"},
+		{"d41d8cd98f00b204e9800998ecf8427e", "d41d8cd98f00b204e9800998ecf8427e"},
+		{`"9b2cf535f27731c974343645a3985328-2"`, ""}, // multipart: not a digest
+		{`"d41d8cd98f00b204e9800998ecf8427"`, ""},
+		{`"z41d8cd98f00b204e9800998ecf8427e"`, ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := md5OfETag(tt.etag); got != tt.want {
+			t.Errorf("md5OfETag(%s) = %q, want %q", tt.etag, got, tt.want)
+		}
+	}
+}

@@ -525,19 +525,12 @@ func TestFingerprint(t *testing.T) {
 	if !slices.Equal(s.enabled, []string{"prometheus"}) {
 		t.Errorf("enabled = %v without GITHUB_TOKEN in .env", s.enabled)
 	}
-	over, err := os.ReadFile(s.OverridePath())
-	if err != nil {
-		t.Fatalf("override not written: %v", err)
+	// Fingerprint only reads: the override is written by Apply.
+	if _, err := os.Lstat(s.OverridePath()); !os.IsNotExist(err) {
+		t.Errorf("Fingerprint wrote the override: %v", err)
 	}
-	if want := filepath.Join(root, "data", "monitoring", "prometheus_data"); !strings.Contains(string(over), want) {
-		t.Errorf("override does not bind prometheus_data to %s:\n%s", want, over)
-	}
-	fi, err := os.Stat(s.OverridePath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("override mode %v", fi.Mode())
+	if want := filepath.Join(root, "data", "monitoring", "prometheus_data"); !strings.Contains(string(s.override), want) {
+		t.Errorf("override does not bind prometheus_data to %s:\n%s", want, s.override)
 	}
 	if v := s.m.project.Volumes["prometheus_data"]; v.DriverOpts["device"] != filepath.Join(root, "data", "monitoring", "prometheus_data") {
 		t.Errorf("loaded model does not carry the override: %+v", v)
@@ -564,6 +557,22 @@ func TestFingerprint(t *testing.T) {
 		if st.name == "optional value appears" && !slices.Contains(s.enabled, "github-actions-exporter") {
 			t.Errorf("enabled = %v with GITHUB_TOKEN in .env", s.enabled)
 		}
+	}
+
+	// Written, the override is private and, unchanged, not rewritten.
+	if err := s.writeOverride(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(s.OverridePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(s.OverridePath()); string(b) != string(s.override) || fi.Mode().Perm() != 0o600 {
+		t.Errorf("override file mode %v:\n%s\nwant 0600:\n%s", fi.Mode(), b, s.override)
+	}
+	_, s2 := fingerprint()
+	if err := s2.writeOverride(); err != nil {
+		t.Fatal(err)
 	}
 	if fi2, err := os.Stat(s.OverridePath()); err != nil || !fi2.ModTime().Equal(fi.ModTime()) || !os.SameFile(fi, fi2) {
 		t.Errorf("override rewritten although unchanged")

@@ -634,3 +634,27 @@ func TestFingerprintHoldsNoValue(t *testing.T) {
 		t.Errorf("Fingerprint read SSM: %v", r.params.getCalls)
 	}
 }
+
+// A secret file is read by its owner (Prometheus runs as 65534), so the
+// directories the step makes for it must let that owner through whatever
+// the umask of the shell monagent runs from.
+func TestSecretFileReachableUnderUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	t.Cleanup(func() { syscall.Umask(old) })
+	r := newRig(t)
+	r.converge(nil)
+	// BUG: writeIfDifferent (step.go) makes the secret file's parent
+	// directories with os.MkdirAll(dir, 0o755), cut by the umask: under
+	// umask 077 prometheus/ and prometheus/secrets/ are 0700 root, and
+	// uid 65534 cannot reach its own 0600 token file. The directories
+	// should get an explicit mode (or the file owner) whatever the umask.
+	for _, rel := range []string{"prometheus", "prometheus/secrets"} {
+		fi, err := os.Stat(r.path(rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			t.Errorf("%s mode %v under umask 077: uid 65534 cannot reach metrics-token", rel, fi.Mode())
+		}
+	}
+}
