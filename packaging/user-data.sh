@@ -4,4 +4,4 @@
 # sends the CloudFormation signal (FAILURE at once if anything before it
 # fails), then installs Docker and brings the stack up.
 set -euo pipefail
-exec /usr/local/bin/monagent bootstrap --config /etc/monagent/config.yaml
+exec /usr/bin/monagent bootstrap --config /etc/monagent/config.yaml

@@ -225,11 +225,18 @@ func (a *app) textfileLink(h *host.Host) {
 // sdNotifier reports progress to systemd when NOTIFY_SOCKET is set.
 type sdNotifier struct{ log *zap.Logger }
 
-func (n sdNotifier) Status(msg string) {
+func (n sdNotifier) Status(msg string) { n.send("STATUS=" + msg) }
+
+// Extend moves the unit's start timeout to now plus d.
+func (n sdNotifier) Extend(d time.Duration) {
+	n.send(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", d.Microseconds()))
+}
+
+func (n sdNotifier) send(state string) {
 	if os.Getenv("NOTIFY_SOCKET") == "" {
 		return
 	}
-	if _, err := daemon.SdNotify(false, "STATUS="+msg); err != nil {
+	if _, err := daemon.SdNotify(false, state); err != nil {
 		n.log.Debug("sd_notify failed", zap.Error(err))
 	}
 }

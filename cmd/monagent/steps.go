@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/monagent/monagent/internal/bundle"
 	"github.com/monagent/monagent/internal/cfnsignal"
@@ -40,6 +41,9 @@ type stepDef struct {
 	// enabled, when set, says whether the configuration wants the step.
 	enabled func(*host.Host) bool
 	build   func(*host.Host) engine.Step
+	// budget is the longest the step may take, from its own bounds: the
+	// unit's start timeout is extended by it when the step starts.
+	budget func(*host.Host) time.Duration
 }
 
 // stepTable lists the steps in the order they run.
@@ -51,18 +55,36 @@ type stepDef struct {
 // and no later run signals again.
 func stepTable() []stepDef {
 	return []stepDef{
-		{name: "packages", modes: bothModes, beforeSignal: true, build: packagesStep},
-		{name: "volume", modes: bothModes, beforeSignal: true, build: volumeStep},
+		{name: "packages", modes: bothModes, beforeSignal: true, build: packagesStep, budget: fixed(45 * time.Minute)},
+		{name: "volume", modes: bothModes, beforeSignal: true, build: volumeStep, budget: volumeBudget},
 		{name: "signal", modes: bothModes, needs: []string{"packages", "volume"},
-			enabled: func(h *host.Host) bool { return h.Config.Stack.Signals() }, build: signalStep},
-		{name: "docker", modes: bothModes, build: dockerStep},
-		{name: "docker-ready", modes: bothModes, needs: []string{"docker"}, build: dockerReadyStep},
-		{name: "bundle", modes: bothModes, build: bundleStep},
-		{name: "env", modes: bothModes, needs: []string{"bundle"}, build: envStep},
-		{name: "compose", modes: bothModes, needs: []string{"volume", "docker-ready", "bundle", "env"}, build: composeStep},
+			enabled: func(h *host.Host) bool { return h.Config.Stack.Signals() }, build: signalStep, budget: awsBudget},
+		{name: "docker", modes: bothModes, build: dockerStep, budget: dockerBudget},
+		{name: "docker-ready", modes: bothModes, needs: []string{"docker"}, build: dockerReadyStep,
+			budget: func(h *host.Host) time.Duration { return h.Config.Docker.ReadyTimeout.Duration + time.Minute }},
+		{name: "bundle", modes: bothModes, build: bundleStep, budget: fixed(15 * time.Minute)},
+		{name: "env", modes: bothModes, needs: []string{"bundle"}, build: envStep, budget: awsBudget},
+		{name: "compose", modes: bothModes, needs: []string{"volume", "docker-ready", "bundle", "env"}, build: composeStep,
+			budget: func(h *host.Host) time.Duration { return 25*time.Minute + h.Config.Compose.HealthTimeout.Duration }},
 		{name: "endpoints", modes: bothModes, needs: []string{"compose"},
-			enabled: func(h *host.Host) bool { return len(h.Config.Endpoints) > 0 }, build: endpointsStep},
+			enabled: func(h *host.Host) bool { return len(h.Config.Endpoints) > 0 }, build: endpointsStep, budget: awsBudget},
 	}
+}
+
+func fixed(d time.Duration) func(*host.Host) time.Duration {
+	return func(*host.Host) time.Duration { return d }
+}
+
+// awsBudget covers a few AWS calls, each bounded by aws.call_timeout.
+func awsBudget(h *host.Host) time.Duration { return 4*h.Config.AWS.CallTimeout.Duration + time.Minute }
+
+func volumeBudget(h *host.Host) time.Duration {
+	v := h.Config.Volume
+	return v.WaitAvailable.Duration + v.AttachTimeout.Duration + v.DeviceTimeout.Duration + 10*time.Minute
+}
+
+func dockerBudget(h *host.Host) time.Duration {
+	return 35*time.Minute + h.Config.Docker.ComposePlugin.DownloadTimeout.Duration
 }
 
 func packagesStep(h *host.Host) engine.Step {
@@ -166,7 +188,7 @@ func nodes(table []stepDef, mode string, h *host.Host) []engine.Node {
 		if !slices.Contains(d.modes, mode) || (d.enabled != nil && !d.enabled(h)) {
 			continue
 		}
-		out = append(out, engine.Node{Name: d.name, Needs: d.needs, Step: d.build(h)})
+		out = append(out, engine.Node{Name: d.name, Needs: d.needs, Step: d.build(h), Budget: d.budget(h)})
 	}
 	return out
 }

@@ -13,9 +13,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// Notifier reports progress to the service manager (sd_notify STATUS=).
+// Notifier reports progress to the service manager: a status line
+// (sd_notify STATUS=), and how much longer the run may take now that a
+// step with that bound starts (EXTEND_TIMEOUT_USEC=).
 type Notifier interface {
 	Status(msg string)
+	Extend(d time.Duration)
 }
 
 // Engine runs steps.
@@ -108,6 +111,9 @@ func (e *Engine) runStep(ctx context.Context, st *state.State, n Node) error {
 	start := e.now()
 	log.Info("step start")
 	e.status("step " + n.Name + ": running")
+	if e.Notify != nil && n.Budget > 0 {
+		e.Notify.Extend(n.Budget)
+	}
 
 	skipped, err := e.converge(ctx, n.Step, rec, log)
 

@@ -57,6 +57,11 @@ type notes struct {
 }
 
 func (n *notes) Status(s string) { n.mu.Lock(); n.msgs = append(n.msgs, s); n.mu.Unlock() }
+func (n *notes) Extend(d time.Duration) {
+	n.mu.Lock()
+	n.msgs = append(n.msgs, "extend "+d.String())
+	n.mu.Unlock()
+}
 
 func nodes(steps ...*fakeStep) []Node {
 	out := make([]Node, len(steps))

@@ -1,6 +1,9 @@
 package engine
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Step is one stage of convergence. The engine skips a step whose
 // fingerprint matches its last successful run and whose Check passes;
@@ -31,9 +34,11 @@ type Warner interface {
 	Warning() string
 }
 
-// Node is a step with its name and the steps whose results it needs.
+// Node is a step with its name, the steps whose results it needs, and the
+// longest it may take.
 type Node struct {
-	Name  string
-	Needs []string
-	Step  Step
+	Name   string
+	Needs  []string
+	Step   Step
+	Budget time.Duration
 }

@@ -61,6 +61,9 @@ collect:
 			}
 		}
 	}
+	if !strings.Contains(joined, "EXTEND_TIMEOUT_USEC=") {
+		t.Errorf("no step extended the start timeout:\n%s", joined)
+	}
 	if !strings.HasSuffix(joined, "STATUS=converged") {
 		t.Errorf("last status is not converged:\n%s", joined)
 	}

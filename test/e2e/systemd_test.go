@@ -12,19 +12,19 @@ import (
 // directive is only a warning to systemd, so any output fails the test.
 func TestSystemdUnitsVerify(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"monagent.service", "monagent.timer"} {
+	for _, name := range []string{"monagent.service", "monagent-reconcile.timer"} {
 		b, err := os.ReadFile(filepath.Join("../../systemd", name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		// verify checks that ExecStart exists: point it at the built binary.
-		unit := strings.ReplaceAll(string(b), "/usr/local/bin/monagent", bins.monagent)
+		unit := strings.ReplaceAll(string(b), "/usr/bin/monagent", bins.monagent)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(unit), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	out, err := exec.Command("systemd-analyze", "verify",
-		filepath.Join(dir, "monagent.service"), filepath.Join(dir, "monagent.timer")).CombinedOutput()
+		filepath.Join(dir, "monagent.service"), filepath.Join(dir, "monagent-reconcile.timer")).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}

@@ -103,7 +103,7 @@ func bootWithUnit(t *testing.T, h *host, name string, u unitSetup) *instance.Ins
 			// The infrastructure half only: these tests are about the
 			// unit's namespace and first-boot ordering.
 			writeFile(t, filepath.Join(root, "etc/systemd/system/monagent.service.d/until.conf"),
-				"[Service]\nExecStart=\nExecStart=/usr/local/bin/monagent reconcile --config /etc/monagent/config.yaml --until signal\n")
+				"[Service]\nExecStart=\nExecStart=/usr/bin/monagent reconcile --config /etc/monagent/config.yaml --until signal\n")
 			if u.dropIn != "" {
 				writeFile(t, filepath.Join(root, "etc/systemd/system/monagent.service.d/test.conf"), u.dropIn)
 			}
@@ -359,7 +359,7 @@ func TestDockerStepUnderSystemd(t *testing.T) {
 		defer cancel()
 		out, err := in.Exec(ctx, "env", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=eu-west-1",
 			"AWS_ENDPOINT_URL="+h.url, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+h.url,
-			"/usr/local/bin/monagent", "reconcile", "--only", "docker,docker-ready")
+			"/usr/bin/monagent", "reconcile", "--only", "docker,docker-ready")
 		return string(out), err
 	}
 	out, err := mon()
