@@ -10,6 +10,7 @@ package atomicfile
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -94,6 +95,28 @@ func (o Options) fill(f *os.File, r io.Reader, perm fs.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// MkdirAll makes dir and its missing parents with mode perm whatever the
+// umask: files other users read (a container's configuration, its secret)
+// must be reachable however the agent was started. Directories that exist
+// keep their mode.
+func MkdirAll(dir string, perm fs.FileMode) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("mkdir %s: not a directory", dir)
+		}
+		return nil
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return os.Chmod(dir, perm)
 }
 
 // syncDir makes a rename in dir durable.

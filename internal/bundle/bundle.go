@@ -31,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"go.uber.org/zap"
 
+	"github.com/monagent/monagent/internal/atomicfile"
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/retry"
 	"github.com/monagent/monagent/internal/ssmparam"
@@ -185,7 +186,7 @@ func (s *Step) Apply(ctx context.Context) error {
 	if len(listing) == 0 {
 		return retry.PermanentError(fmt.Errorf("bundle: s3://%s/%s holds no objects: upload the stack bundle there, or fix bundle.key_prefix", s.bucket, s.o.Config.KeyPrefix))
 	}
-	if err := os.MkdirAll(s.dir(), 0o755); err != nil {
+	if err := atomicfile.MkdirAll(s.dir(), 0o755); err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
 	staging, err := os.MkdirTemp(filepath.Dir(s.dir()), "."+filepath.Base(s.dir())+".staging-")
@@ -225,7 +226,7 @@ func (s *Step) commit(staging string, changed []string, next map[string]file) er
 		if err := s.safeParent(rel); err != nil {
 			return err
 		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		if err := atomicfile.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("bundle: %w", err)
 		}
 		if err := os.Rename(filepath.Join(staging, filepath.FromSlash(rel)), dst); err != nil {

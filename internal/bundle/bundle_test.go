@@ -814,13 +814,9 @@ func TestModesIndependentOfUmask(t *testing.T) {
 	r := newRig(t)
 	r.seed(stack)
 	r.converge(nil)
-	// BUG: download (s3.go) creates files with os.OpenFile(..., 0o644)
-	// and directories with os.MkdirAll(..., 0o755), both cut by the
-	// process umask; under an operator's umask 077 (or a hardened
-	// 027) the bundle is installed 0600/0700 root, and Prometheus
-	// (nobody) and Grafana (472) can no longer read their
-	// bind-mounted configuration. Modes should be set explicitly
-	// (Chmod), as atomicfile does.
+	// Modes cut by an operator's umask 077 (or a hardened 027) would
+	// leave the bundle 0600/0700 root, unreadable to Prometheus
+	// (nobody) and Grafana (472).
 	for rel, want := range map[string]os.FileMode{
 		"docker-compose.yml":                        0o644,
 		"prometheus/prometheus.yml":                 0o644,

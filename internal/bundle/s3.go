@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 
+	"github.com/monagent/monagent/internal/atomicfile"
 	"github.com/monagent/monagent/internal/retry"
 	"github.com/monagent/monagent/internal/ssmparam"
 )
@@ -118,11 +119,16 @@ func (s *Step) download(ctx context.Context, o object, dst string) (file, error)
 		return file{}, fmt.Errorf("bundle: get s3://%s/%s: %w", s.bucket, o.key, err)
 	}
 	defer out.Body.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := atomicfile.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return file{}, fmt.Errorf("bundle: %w", err)
 	}
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
+		return file{}, fmt.Errorf("bundle: %w", err)
+	}
+	// Readable by the containers' own users, whatever the umask.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
 		return file{}, fmt.Errorf("bundle: %w", err)
 	}
 	sum, md := sha256.New(), md5.New()

@@ -107,7 +107,9 @@ func extract(v any, into map[string]variable) {
 			}
 			r := variable{name: g[1] + g[4]}
 			switch op := g[2]; op {
-			case "-", ":-":
+			case "-", ":-", "+", ":+":
+				// A default, or an alternate value ("word if set, else
+				// empty"): unset is a normal case either way.
 				r.hasDefault = true
 			case "?", ":?":
 				r.required = true
@@ -187,12 +189,22 @@ func (m *model) check(env map[string]string, enabled []string) findings {
 	}
 	for _, svc := range enabled {
 		for _, k := range slices.Sorted(maps.Keys(m.rawEnv[svc])) {
-			if v := m.rawEnv[svc][k]; secretName.MatchString(k) && v != "" && !strings.Contains(v, "$") {
+			if v := m.rawEnv[svc][k]; secretName.MatchString(k) && v != "" && !interpolates(v) {
 				f.warnings = append(f.warnings, fmt.Sprintf("service %s sets %s to a literal in the compose file: a secret belongs in .env, from SSM", svc, k))
 			}
 		}
 	}
 	return f
+}
+
+// interpolates reports whether v reads a variable; an escaped $$ does not.
+func interpolates(v string) bool {
+	for _, g := range reference.FindAllString(v, -1) {
+		if g != "$$" {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *findings) variable(svc string, v variable, env map[string]string) {

@@ -130,11 +130,8 @@ func TestCheck(t *testing.T) {
 			noWarn: []string{"REF_PASSWORD", "NULL_TOKEN", "MODE"},
 		},
 		{
-			// BUG: check skips any literal holding a "$" (model.go, the
-			// rawEnv loop: !strings.Contains(v, "$")), so a literal whose
-			// "$" is escaped as "$$" is taken for a reference and a
-			// password written in the compose file is not warned about.
-			// An escaped "$$" is not a reference: it should warn.
+			// An escaped "$$" is not a reference: a password written with one is
+			// still a literal, and warned about.
 			name:    "secret literal with an escaped dollar",
 			compose: "services:\n  db:\n    image: db\n    environment:\n      - DB_PASSWORD=pa$$word\n",
 			warns:   [][]string{{"db", "DB_PASSWORD", "literal"}},
@@ -150,12 +147,8 @@ func TestCheck(t *testing.T) {
 			errs:    [][]string{{"app", "NEEDED"}},
 		},
 		{
-			// BUG: ${VAR:+word} and ${VAR+word} are "word if VAR is set,
-			// else empty": an unset VAR is their normal case. extract
-			// (model.go) records neither a default nor a requirement for
-			// the + operators, so check reports VAR as "no value in .env
-			// and no default" — a permanent error that keeps the stack
-			// from starting. They should need nothing.
+			// ${VAR:+word} and ${VAR+word} are "word if VAR is set, else empty":
+			// an unset VAR is their normal case, not a missing value.
 			name:    "alternate value operators",
 			compose: "services:\n  app:\n    image: app\n    command: run ${DEBUG:+--debug} ${VERBOSE+-v}\n",
 		},

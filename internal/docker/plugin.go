@@ -79,8 +79,8 @@ func (s *Step) ensurePlugin(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(s.pluginPath()), 0o755); err != nil {
 		return fmt.Errorf("docker: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.DownloadTimeout.Duration)
-	defer cancel()
+	// Poll bounds every attempt by the timeout and, past it, reports the
+	// last failure.
 	start := time.Now()
 	err := retry.Poll(ctx, s.o.Backoff, p.DownloadTimeout.Duration, s.o.Log, func(ctx context.Context) (bool, error) {
 		return true, s.download(ctx)

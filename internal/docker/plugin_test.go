@@ -245,13 +245,8 @@ func TestPluginDownloadTimesOut(t *testing.T) {
 	start := time.Now()
 	err := newStep(t, root, config.ComposePlugin{URL: srv.URL + "/x", SHA256: sum(pluginBody),
 		DownloadTimeout: config.Duration{Duration: 300 * time.Millisecond}}).ensurePlugin(context.Background())
-	// BUG: ensurePlugin (plugin.go:82) bounds ctx with the download timeout
-	// and then gives retry.Poll the same timeout; both deadlines fall
-	// together, Poll sees its parent ctx expired and returns the bare
-	// context.DeadlineExceeded (retry.go:70), dropping ErrTimeout and the
-	// last failure. The operator reads "context deadline exceeded" and
-	// not that the server kept answering 502. The error should wrap
-	// retry.ErrTimeout and quote the last error.
+	// A download that keeps failing until the timeout says so, with the
+	// last failure (the 502), not a bare context deadline.
 	if !errors.Is(err, retry.ErrTimeout) || !strings.Contains(err.Error(), "502") {
 		t.Errorf("error %v; want a timeout naming the last failure (502)", err)
 	}

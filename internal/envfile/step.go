@@ -62,7 +62,8 @@ type Step struct {
 	// down is the SSM error of a run that could not resolve the values.
 	down error
 
-	lastEnvSum string // memo: sha256 of the .env last written
+	lastEnvSum   string // memo: sha256 of the .env last written
+	lastFilesSum string // memo: digest of the secret files last written
 }
 
 // New returns the step.
@@ -82,12 +83,30 @@ func (s *Step) Path() string { return filepath.Join(s.o.Root, s.o.Dir, Name) }
 func (s *Step) filePath(rel string) string { return filepath.Join(s.o.Root, s.o.Dir, rel) }
 
 // Restore implements engine.Memoizer.
-func (s *Step) Restore(memo map[string]string) { s.lastEnvSum = memo["env_sha256"] }
+func (s *Step) Restore(memo map[string]string) {
+	s.lastEnvSum, s.lastFilesSum = memo["env_sha256"], memo["files_sha256"]
+}
 
-// Memo implements engine.Memoizer.
+// Memo implements engine.Memoizer: digests of what was written, never the
+// values.
 func (s *Step) Memo() map[string]string {
 	sum, _ := sumFile(s.Path())
-	return map[string]string{"env_sha256": sum}
+	return map[string]string{"env_sha256": sum, "files_sha256": s.filesSum()}
+}
+
+// filesSum digests the secret files as they are on disk.
+func (s *Step) filesSum() string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
+		if f := s.o.Vars[k].File; f != "" {
+			sum, err := sumFile(s.filePath(f))
+			if err != nil {
+				sum = "missing"
+			}
+			fmt.Fprintf(h, "%s=%s;", f, sum)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Warning implements engine.Warner.
@@ -114,7 +133,7 @@ func (s *Step) Fingerprint(context.Context) (string, error) {
 func (s *Step) Check(ctx context.Context) (bool, error) {
 	if err := s.resolve(ctx, false); err != nil {
 		if s.down != nil && s.lastEnvSum != "" {
-			if sum, _ := sumFile(s.Path()); sum == s.lastEnvSum {
+			if sum, _ := sumFile(s.Path()); sum == s.lastEnvSum && s.filesSum() == s.lastFilesSum {
 				s.warnings = append(s.warnings, fmt.Sprintf("could not read SSM (%v); %s is the one the last successful run wrote", s.down, Name))
 				s.o.Log.Warn("SSM unreadable; .env unchanged since the last successful run", zap.Error(s.down))
 				return true, nil
@@ -193,6 +212,10 @@ func (s *Step) resolve(ctx context.Context, again bool) error {
 		case v.Value != nil:
 			s.values[k] = *v.Value
 		case ok:
+			// Whatever its SSM type: a value bound for .env is a secret.
+			if s.o.Secrets != nil {
+				s.o.Secrets.Add(p.Value)
+			}
 			s.values[k] = p.Value
 		case v.Generate != "":
 			// Apply creates it.
@@ -352,7 +375,9 @@ func writeIfDifferent(path string, data []byte, mode fs.FileMode, uid, gid int) 
 	if ok, err := sameFile(path, data, mode, uid, gid); err != nil || ok {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	// The directories let the file's owner (a container's user) through,
+	// whatever the umask; the file itself is 0600.
+	if err := atomicfile.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("env: %w", err)
 	}
 	opts := atomicfile.Options{Owner: &atomicfile.Owner{UID: uid, GID: gid}}

@@ -535,13 +535,8 @@ func TestEveryValueRegistered(t *testing.T) {
 		if k == "GRAFANA_ADMIN_USER" {
 			continue // a literal from the configuration, not a secret
 		}
-		// BUG: the step registers only the values it generates; it leaves
-		// the values it reads to Params, and *ssmparam.Store registers only
-		// SecureString values (ssmparam.go keep). A parameter stored as a
-		// String (here GITHUB_TOKEN) is written to .env without the
-		// redactor ever learning it, so it is not masked in logs, errors or
-		// a crashing container's quoted log lines. Every value the step
-		// reads from a parameter should be registered by the step itself.
+		// Every value the step reads from a parameter is registered, whatever
+		// its SSM type: a String parameter bound for .env is a secret too.
 		if !sec.has(v) {
 			t.Errorf("%s: its value reached the stack directory without being registered with the redactor", k)
 		}
@@ -567,11 +562,8 @@ func TestSSMOutage(t *testing.T) {
 		{name: "unreachable, .env removed", err: refused, drift: func(r *rig) { os.Remove(r.path(Name)) }},
 		{name: "unreachable, never converged", err: refused, noMemo: true},
 		{name: "access denied, .env unchanged", err: denied},
-		// BUG: during an outage Check compares only .env with the memo; a
-		// secret file that is gone (or edited) is not looked at, so the step
-		// reports converged-with-a-warning while Prometheus has no token.
-		// It should be an error: the host is not converged and the warning
-		// ("<.env> is the one the last successful run wrote") hides it.
+		// During an outage a missing secret file is not converged, whatever
+		// the state of .env.
 		{name: "unreachable, secret file removed", err: refused, drift: func(r *rig) {
 			os.Remove(r.path("prometheus/secrets/metrics-token"))
 		}},
@@ -643,11 +635,8 @@ func TestSecretFileReachableUnderUmask(t *testing.T) {
 	t.Cleanup(func() { syscall.Umask(old) })
 	r := newRig(t)
 	r.converge(nil)
-	// BUG: writeIfDifferent (step.go) makes the secret file's parent
-	// directories with os.MkdirAll(dir, 0o755), cut by the umask: under
-	// umask 077 prometheus/ and prometheus/secrets/ are 0700 root, and
-	// uid 65534 cannot reach its own 0600 token file. The directories
-	// should get an explicit mode (or the file owner) whatever the umask.
+	// The directories of a secret file let its owner (uid 65534) through
+	// whatever the umask.
 	for _, rel := range []string{"prometheus", "prometheus/secrets"} {
 		fi, err := os.Stat(r.path(rel))
 		if err != nil {
