@@ -134,6 +134,7 @@ func newRoot(g *globals, stdout, stderr io.Writer) *cobra.Command {
 		statusCmd(g, stdout),
 		smokeCmd(g, stdout),
 		doctorCmd(g, stdout),
+		iamPolicyCmd(g, stdout, stderr),
 		versionCmd(stdout),
 	)
 	for _, c := range root.Commands() {
