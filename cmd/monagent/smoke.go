@@ -1,22 +1,25 @@
 package main
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
-	"github.com/monagent/monagent/internal/ebs"
+	"github.com/monagent/monagent/internal/envfile"
+	"github.com/monagent/monagent/internal/smoke"
 	"github.com/monagent/monagent/internal/state"
 )
 
-// check is one smoke or doctor result.
+// check is one doctor result.
 type check struct {
 	name   string
 	err    error // nil: passed
@@ -45,103 +48,99 @@ func report(w io.Writer, checks []check) (failed int) {
 }
 
 func smokeCmd(g *globals, stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	c := &cobra.Command{
 		Use:   "smoke",
-		Short: "Check the converged host (seed section 8: infrastructure checks today)",
+		Short: "Check the running host in the seed's six categories (section 8); exit 1 on any failure",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(g.configPath)
 			if err != nil {
 				return err
 			}
-			checks := infraChecks(cmd.Context(), g.root, cfg)
-			checks = append(checks, check{name: "containers, endpoints, grafana, prometheus, pipeline", warn: true,
-				err: fmt.Errorf("not checked by this version: they arrive with the docker and compose steps")})
-			if n := report(stdout, checks); n > 0 {
-				return &exitError{code: exitFailed, err: fmt.Errorf("%d smoke check(s) failed", n)}
+			rep, err := runSmoke(cmd, g, cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				printSmoke(stdout, rep)
+			}
+			if rep.Failed > 0 {
+				return &exitError{code: exitFailed, err: fmt.Errorf("%d smoke check(s) failed", rep.Failed)}
 			}
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return c
 }
 
-// infraChecks is seed section 8's "Infrastructure" category: the data
-// volume's own filesystem is mounted, survives a reboot (fstab by UUID,
-// nofail), and has room.
-func infraChecks(ctx context.Context, root string, cfg *config.Config) []check {
-	mp := filepath.Join(root, cfg.Volume.MountPoint)
-	fstabPath := filepath.Join(root, "/etc/fstab")
-	line, found, ferr := ebs.FstabFor(fstabPath, cfg.Volume.MountPoint)
-	checks := []check{fstabCheck(fstabPath, cfg.Volume.MountPoint, line, found, ferr)}
-	m, err := ebs.MountAt(mp)
-	switch {
-	case err != nil:
-		return append(checks, check{name: "ebs mount", err: err})
-	case m == nil:
-		return append(checks, check{name: "ebs mount", err: fmt.Errorf("nothing is mounted at %s: run `monagent reconcile --only volume`", mp)})
+// runSmoke gathers what the checks need from the host: what the last run
+// brought up (state), the Grafana login (.env), the engine.
+func runSmoke(cmd *cobra.Command, g *globals, cfg *config.Config) (smoke.Report, error) {
+	st, err := (&state.Store{Path: filepath.Join(g.root, "/var/lib/monagent/state.json")}).Load()
+	if err != nil {
+		return smoke.Report{}, err
 	}
-	checks = append(checks, mountCheck(ctx, root, m, mp, line.UUID()))
-	return append(checks, diskUsage(mp))
-}
-
-// mountCheck makes sure what is mounted at the mount point is the data
-// volume's filesystem, by UUID: anything mounted there is not enough.
-func mountCheck(ctx context.Context, root string, m *ebs.Mount, mp, fstabUUID string) check {
-	c := check{name: "ebs mount"}
-	want := fstabUUID
-	if st, err := (&state.Store{Path: filepath.Join(root, "/var/lib/monagent/state.json")}).Load(); err == nil {
-		if r := st.Steps["volume"]; r != nil && r.Memo["uuid"] != "" {
-			want = r.Memo["uuid"]
+	var services []string
+	uuid := ""
+	if r := st.Steps["compose"]; r != nil && r.Memo["enabled"] != "" {
+		services = strings.Split(r.Memo["enabled"], ",")
+	}
+	if r := st.Steps["volume"]; r != nil {
+		uuid = r.Memo["uuid"]
+	}
+	env := readDotenv(filepath.Join(g.root, cfg.Bundle.Dir, envfile.Name))
+	for k, v := range cfg.Env {
+		if v.Parameter != "" && env[k] != "" {
+			g.secrets.Add(env[k])
 		}
 	}
-	sig, err := ebs.Probe(ctx, command.Exec{}, m.Source)
-	switch {
-	case err != nil:
-		c.err = fmt.Errorf("%s is mounted at %s, but its filesystem cannot be read: %w", m.Source, mp, err)
-	case want == "":
-		c.err = fmt.Errorf("%s (%s, UUID %s) is mounted at %s, but neither fstab nor the state names the volume's filesystem: run `monagent reconcile --only volume`",
-			m.Source, sig.Type, sig.UUID, mp)
-	case !strings.EqualFold(sig.UUID, want):
-		c.err = fmt.Errorf("%s mounted at %s holds filesystem %s, not the data volume's %s: unmount it and run `monagent reconcile --only volume`",
-			m.Source, mp, sig.UUID, want)
-	default:
-		c.detail = fmt.Sprintf("%s (%s, UUID %s) at %s", m.Source, m.FSType, sig.UUID, mp)
+	user := env["GRAFANA_ADMIN_USER"]
+	if user == "" {
+		user = "admin"
 	}
-	return c
+	docker, err := client.New(client.FromEnv)
+	if err != nil {
+		return smoke.Report{}, fmt.Errorf("docker client: %w", err)
+	}
+	defer docker.Close()
+	run := command.Exec{Redact: g.secrets.Redact}
+	return smoke.Run(cmd.Context(), smoke.Options{
+		Config:          cfg.Smoke,
+		Project:         cfg.Compose.Project,
+		Services:        services,
+		GrafanaUser:     user,
+		GrafanaPassword: env["GRAFANA_ADMIN_PASSWORD"],
+		Docker:          docker,
+		Infrastructure:  smoke.Volume(cmd.Context(), g.root, cfg, uuid, run),
+	}), nil
 }
 
-func diskUsage(dir string) check {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		return check{name: "disk usage", err: fmt.Errorf("statfs %s: %w", dir, err)}
+// readDotenv reads .env as Compose does; a missing or unreadable file is
+// empty (the checks that need a value then say what failed). Every value
+// is a secret.
+func readDotenv(path string) map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
 	}
-	total := fs.Blocks * uint64(fs.Bsize)
-	if total == 0 {
-		return check{name: "disk usage", err: fmt.Errorf("%s reports no size", dir)}
+	env, err := dotenv.UnmarshalBytesWithLookup(b, func(string) (string, bool) { return "", false })
+	if err != nil {
+		return nil
 	}
-	used := 100 - float64(fs.Bavail)*100/float64(fs.Blocks)
-	c := check{name: "disk usage", detail: fmt.Sprintf("%.0f%% of %d MiB used", used, total>>20)}
-	switch {
-	case used >= 95:
-		c.err = fmt.Errorf("%s is %.0f%% full: Loki, Tempo and Prometheus will fail to write", dir, used)
-	case used >= 85:
-		c.err, c.warn = fmt.Errorf("%s is %.0f%% full", dir, used), true
-	}
-	return c
+	return env
 }
 
-func fstabCheck(path, mountPoint string, l ebs.FstabLine, found bool, err error) check {
-	c := check{name: "fstab"}
-	switch {
-	case err != nil:
-		c.err = err
-	case !found:
-		c.err = fmt.Errorf("%s has no line for %s: the volume would not be mounted after a reboot", path, mountPoint)
-	case l.UUID() == "":
-		c.err = fmt.Errorf("%s mounts %s by %s: device names change across reboots; run `monagent reconcile --only volume`", path, mountPoint, l.Source)
-	case !strings.Contains(","+l.Options+",", ",nofail,"):
-		c.err = fmt.Errorf("%s line for %s lacks nofail: a missing volume would stop the boot", path, mountPoint)
-	default:
-		c.detail = fmt.Sprintf("%s %s %s", l.Source, l.MountPoint, l.Options)
+func printSmoke(w io.Writer, rep smoke.Report) {
+	for _, c := range rep.Checks {
+		tag := map[smoke.Status]string{smoke.Pass: "ok  ", smoke.Fail: "FAIL", smoke.Warn: "warn"}[c.Status]
+		fmt.Fprintf(w, "%s  [%s] %s: %s\n", tag, c.Category, c.Name, c.Detail)
 	}
-	return c
+	fmt.Fprintf(w, "Results: %d passed, %d failed, %d warnings\n", rep.Passed, rep.Failed, rep.Warnings)
 }

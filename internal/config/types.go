@@ -19,6 +19,7 @@ type Config struct {
 	Compose   Compose           `yaml:"compose"`
 	Endpoints map[string]string `yaml:"endpoints"`
 	Metrics   Metrics           `yaml:"metrics"`
+	Smoke     Smoke             `yaml:"smoke"`
 	AWS       AWS               `yaml:"aws"`
 }
 
@@ -102,6 +103,28 @@ type Metrics struct {
 	// TextfileLink, when set, is kept as a symlink to TextfileDir, for a
 	// stack whose node-exporter mounts the textfile directory from there.
 	TextfileLink string `yaml:"textfile_link"`
+}
+
+// Smoke is what `monagent smoke` expects of the running stack: the seed's
+// section 8, its figures as defaults.
+type Smoke struct {
+	Timeout          Duration `yaml:"timeout"`
+	Attempts         int      `yaml:"attempts"`
+	GrafanaURL       string   `yaml:"grafana_url"`
+	PrometheusURL    string   `yaml:"prometheus_url"`
+	LokiURL          string   `yaml:"loki_url"`
+	TempoURL         string   `yaml:"tempo_url"`
+	NodeExporterURL  string   `yaml:"node_exporter_url"`
+	PromtailURL      string   `yaml:"promtail_url"`
+	MinDatasources   int      `yaml:"min_datasources"`
+	MinDashboards    int      `yaml:"min_dashboards"`
+	RequiredJobs     []string `yaml:"required_jobs"`
+	OptionalServices []string `yaml:"optional_services"`
+	// OptionalDatasources may fail their health check with a warning
+	// (CloudWatch without network access to AWS, say).
+	OptionalDatasources []string `yaml:"optional_datasources"`
+	DiskWarnPercent     int      `yaml:"disk_warn_percent"`
+	DiskFailPercent     int      `yaml:"disk_fail_percent"`
 }
 
 // AWS tunes every AWS call.

@@ -61,6 +61,7 @@ func check(c *Config, lines map[string]int) []*Error {
 	k.compose()
 	k.endpoints()
 	k.metrics()
+	k.smoke()
 	k.aws()
 	return k.errs
 }
@@ -317,6 +318,28 @@ func (k *checker) metrics() {
 // within reports whether p is dir or a path below it.
 func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+func (k *checker) smoke() {
+	s := k.c.Smoke
+	k.duration("smoke.timeout", s.Timeout)
+	if s.Attempts < 1 || s.Attempts > 20 {
+		k.fail("smoke.attempts", strconv.Itoa(s.Attempts), "is out of range", "a whole number from 1 to 20")
+	}
+	for key, u := range map[string]string{"smoke.grafana_url": s.GrafanaURL, "smoke.prometheus_url": s.PrometheusURL,
+		"smoke.loki_url": s.LokiURL, "smoke.tempo_url": s.TempoURL, "smoke.node_exporter_url": s.NodeExporterURL,
+		"smoke.promtail_url": s.PromtailURL} {
+		if p, err := url.Parse(k.sample(key, u)); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			k.fail(key, u, "is not an http(s) URL", "the service's base URL as seen from the host, such as http://127.0.0.1:9090")
+		}
+	}
+	if s.MinDatasources < 0 || s.MinDashboards < 0 {
+		k.fail("smoke.min_datasources", "", "is negative", "a count of zero or more")
+	}
+	if s.DiskWarnPercent < 1 || s.DiskFailPercent > 100 || s.DiskWarnPercent > s.DiskFailPercent {
+		k.fail("smoke.disk_warn_percent", strconv.Itoa(s.DiskWarnPercent), "is not below smoke.disk_fail_percent within 1..100",
+			"two percentages, warn below fail, such as 85 and 95")
+	}
 }
 
 func (k *checker) aws() {

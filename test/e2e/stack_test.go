@@ -135,6 +135,9 @@ func stackConfig(h *host, sum, extra string) string {
     sha256: %q
 compose:
   health_timeout: 120s
+smoke:
+  min_dashboards: 7
+  optional_datasources: [CloudWatch, Steampipe]
 `, h.url, sum) + extra
 }
 
@@ -308,6 +311,17 @@ func TestStackBootstrapAndReconcile(t *testing.T) {
 	}
 	if !sameContainers(got, after, seedServices) {
 		t.Errorf("adding the token recreated other services:\nbefore %+v\nafter  %+v", got, after)
+	}
+
+	// The seed's six categories pass on the running stack.
+	r = h.monagent("smoke")
+	if r.code != 0 || !strings.Contains(r.stdout, "Results: ") || strings.Contains(r.stdout, "FAIL") {
+		t.Fatalf("smoke: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, cat := range []string{"[containers]", "[endpoints]", "[grafana]", "[prometheus]", "[pipeline]", "[infrastructure]"} {
+		if !strings.Contains(r.stdout, cat) {
+			t.Errorf("smoke has no %s check:\n%s", cat, r.stdout)
+		}
 	}
 }
 
