@@ -23,6 +23,7 @@ import (
 	"github.com/monagent/monagent/internal/lock"
 	"github.com/monagent/monagent/internal/logging"
 	"github.com/monagent/monagent/internal/metrics"
+	"github.com/monagent/monagent/internal/seal"
 	"github.com/monagent/monagent/internal/state"
 )
 
@@ -119,6 +120,11 @@ func converge(ctx context.Context, g *globals, mode string, rf *runFlags, stdout
 // the state file could not be written.
 func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []stepDef, opts engine.Options,
 	start time.Time, notify sdNotifier) (*state.State, error) {
+	key, err := seal.Load(h.Path(seal.Path))
+	if err != nil {
+		return nil, err
+	}
+	h.Seal = key
 	eng := &engine.Engine{
 		Nodes:  nodes(table, mode, h),
 		Store:  a.store(),

@@ -142,13 +142,13 @@ func keptPaths(c *config.Config) []string {
 
 func envStep(h *host.Host) engine.Step {
 	return envfile.New(envfile.Options{Root: h.Root, Dir: h.Config.Bundle.Dir, Vars: h.Config.Env,
-		Params: h.Params, Secrets: h.Secrets, Log: h.Log})
+		Params: h.Params, Secrets: h.Secrets, Seal: h.Seal, Log: h.Log})
 }
 
 func composeStep(h *host.Host) engine.Step {
 	return compose.New(compose.Options{Root: h.Root, StackDir: h.Config.Bundle.Dir, Config: h.Config.Compose,
 		DataDir: h.Config.StackDataDir(), MountPoint: h.Config.Volume.MountPoint, Vars: h.Config.Env,
-		Run: h.Run, ComposeEnv: h.ComposeEnv(), Docker: h.Docker, Log: h.Log})
+		Run: h.Run, ComposeEnv: h.ComposeEnv(), Docker: h.Docker, Seal: h.Seal, Log: h.Log})
 }
 
 func endpointsStep(h *host.Host) engine.Step {

@@ -95,6 +95,11 @@ func New(o Options) *Step {
 		o.Log = zap.NewNop()
 	}
 	keep := append(slices.Clone(o.Keep), o.Config.Keep...)
+	// A prefix names a folder: without its slash, "monitoring" would
+	// also take in monitoring-old/.
+	if p := o.Config.KeyPrefix; p != "" && !strings.HasSuffix(p, "/") {
+		o.Config.KeyPrefix = p + "/"
+	}
 	return &Step{o: o, keep: keep, installed: map[string]file{}}
 }
 
@@ -218,9 +223,19 @@ func (s *Step) Apply(ctx context.Context) error {
 	return nil
 }
 
-// commit renames the staged files into place and removes the files the
-// bundle no longer holds. Nothing kept is touched.
+// commit removes the files the bundle no longer holds, with the
+// directories that leaves empty, then renames the staged files into place:
+// in that order, a file that became a directory (or the other way round)
+// finds its path free. Nothing kept is touched.
 func (s *Step) commit(staging string, changed []string, next map[string]file) error {
+	for _, rel := range slices.Sorted(maps.Keys(s.installed)) {
+		if _, ok := next[rel]; ok || s.kept(rel) {
+			continue
+		}
+		if err := s.remove(rel); err != nil {
+			return err
+		}
+	}
 	for _, rel := range changed {
 		dst := filepath.Join(s.dir(), filepath.FromSlash(rel))
 		if err := s.safeParent(rel); err != nil {
@@ -233,18 +248,24 @@ func (s *Step) commit(staging string, changed []string, next map[string]file) er
 			return fmt.Errorf("bundle: install %s: %w", rel, err)
 		}
 	}
-	for rel := range s.installed {
-		if _, ok := next[rel]; ok || s.kept(rel) {
-			continue
-		}
-		if err := s.safeParent(rel); err != nil {
-			return err
-		}
-		if err := os.Remove(filepath.Join(s.dir(), filepath.FromSlash(rel))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("bundle: remove %s, no longer in the bundle: %w", rel, err)
+	return syncDir(s.dir())
+}
+
+// remove deletes rel, no longer in the bundle, and the directories above
+// it that this leaves empty.
+func (s *Step) remove(rel string) error {
+	if err := s.safeParent(rel); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(s.dir(), filepath.FromSlash(rel))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("bundle: remove %s, no longer in the bundle: %w", rel, err)
+	}
+	for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+		if os.Remove(filepath.Join(s.dir(), filepath.FromSlash(d))) != nil {
+			break // not empty, or gone
 		}
 	}
-	return syncDir(s.dir())
+	return nil
 }
 
 // safeParent refuses to write under a symlinked directory of the stack

@@ -850,3 +850,128 @@ func TestMD5OfETag(t *testing.T) {
 		}
 	}
 }
+
+// A path that changes from a file to a folder, or back, between two
+// bundles is installed: the old file or folder makes way first.
+func TestRestructure(t *testing.T) {
+	tests := []struct {
+		name     string
+		from, to map[string]string
+		gone     string
+	}{
+		{"file becomes a folder", map[string]string{"scripts/a.yml": "x", "scripts/rules": "one file"},
+			map[string]string{"scripts/a.yml": "x", "scripts/rules/a.yml": "groups: []\n"}, ""},
+		{"folder becomes a file", map[string]string{"scripts/a.yml": "x", "scripts/rules/deep/a.yml": "groups: []\n"},
+			map[string]string{"scripts/a.yml": "x", "scripts/rules": "one file"}, ""},
+		{"folder emptied", map[string]string{"scripts/a.yml": "x", "scripts/old/deep/a.yml": "y"},
+			map[string]string{"scripts/a.yml": "x"}, "old"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.seed(tt.from)
+			memo := r.converge(nil)
+			for k := range tt.from {
+				r.remove(k)
+			}
+			for k, v := range tt.to {
+				r.put(k, v)
+			}
+			r.converge(memo)
+			for k, v := range tt.to {
+				if got := readFile(t, r.path(strings.TrimPrefix(k, "scripts/"))); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			if tt.gone != "" {
+				if _, err := os.Lstat(r.path(tt.gone)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s is still there: %v", tt.gone, err)
+				}
+			}
+		})
+	}
+}
+
+// inflate lists one key with a size of its own: the caps are checked on
+// the listing, before any download.
+type inflate struct {
+	S3API
+	key  string
+	size int64
+}
+
+func (f inflate) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	out, err := f.S3API.ListObjectsV2(ctx, in, optFns...)
+	if err != nil {
+		return out, err
+	}
+	for i := range out.Contents {
+		if aws.ToString(out.Contents[i].Key) == f.key {
+			out.Contents[i].Size = aws.Int64(f.size)
+		}
+	}
+	return out, nil
+}
+
+// A listing that cannot be one tree, or is too large to be configuration,
+// is refused before anything is downloaded, naming what is wrong.
+func TestListingRefused(t *testing.T) {
+	tests := []struct {
+		name    string
+		objects map[string]string
+		keep    []string
+		api     func(S3API) S3API
+		want    []string
+	}{
+		{"a key is the folder of another", map[string]string{"scripts/rules": "x", "scripts/rules/a.yml": "y"}, nil, nil,
+			[]string{"scripts/rules is a file", "scripts/rules/a.yml needs it to be a folder"}},
+		{"a key where a kept path needs a folder", map[string]string{"scripts/a.yml": "x", "scripts/prometheus/secrets": "y"},
+			[]string{"prometheus/secrets/metrics-token"}, nil,
+			[]string{"scripts/prometheus/secrets is a file", "kept path prometheus/secrets/metrics-token"}},
+		{"an object too large", map[string]string{"scripts/a.yml": "x", "scripts/big.tar": "y"}, nil,
+			func(api S3API) S3API { return inflate{api, "scripts/big.tar", maxObject + 1} },
+			[]string{"scripts/big.tar is 67108865 bytes"}},
+		{"a bundle too large", map[string]string{"scripts/a": "x", "scripts/b": "y", "scripts/c": "z", "scripts/d": "w", "scripts/e": "v"}, nil,
+			func(api S3API) S3API {
+				return inflate{inflate{inflate{inflate{api, "scripts/a", maxObject}, "scripts/b", maxObject}, "scripts/c", maxObject}, "scripts/d", maxObject}
+			},
+			[]string{"the bundle is more than 268435456 bytes"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.seed(tt.objects)
+			r.keep = append(r.keep, tt.keep...)
+			if tt.api != nil {
+				r.api = tt.api(r.s3)
+			}
+			s := r.step(nil)
+			err := s.Apply(context.Background())
+			if !retry.IsPermanent(err) {
+				t.Fatalf("Apply: %v, want a permanent error", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if n := r.count("GetObject"); n != 0 {
+				t.Errorf("%d objects downloaded from a refused listing", n)
+			}
+		})
+	}
+}
+
+// A prefix written without its slash still names a folder.
+func TestPrefixWithoutSlash(t *testing.T) {
+	r := newRig(t)
+	r.seed(stack)
+	r.cfg.KeyPrefix = "scripts"
+	r.converge(nil)
+	if _, err := os.Lstat(r.path("shares-the-prefix-without-a-slash.conf")); err == nil {
+		t.Error("an object of scriptsextra/ was installed for the prefix scripts")
+	}
+	if got := readFile(t, r.path("prometheus/prometheus.yml")); got != stack["scripts/prometheus/prometheus.yml"] {
+		t.Errorf("prometheus.yml = %q", got)
+	}
+}

@@ -27,6 +27,13 @@ import (
 // configuration, kilobytes to a few megabytes.
 const objectTimeout = 2 * time.Minute
 
+// A bundle is configuration: an object or a listing far larger than these
+// is a wrong prefix or a wrong upload, and would fill the root disk.
+const (
+	maxObject = 64 << 20
+	maxBundle = 256 << 20
+)
+
 // resolveBucket is bundle.bucket, or the value of bundle.bucket_parameter.
 func (s *Step) resolveBucket(ctx context.Context) (string, error) {
 	if s.bucket != "" {
@@ -88,7 +95,43 @@ func (s *Step) listAll(ctx context.Context) ([]object, error) {
 			out = append(out, object{key: key, rel: rel, etag: aws.ToString(o.ETag), size: aws.ToInt64(o.Size)})
 		}
 	}
+	if err := s.checkListing(out); err != nil {
+		return nil, retry.PermanentError(fmt.Errorf("bundle: s3://%s/%s: %w", bucket, prefix, err))
+	}
 	return out, nil
+}
+
+// checkListing refuses a bundle that cannot be installed as one tree, or
+// that is too large to be configuration: a key that is both a file and
+// the folder of another, a key where a kept path needs a folder, an
+// object or a whole larger than the caps.
+func (s *Step) checkListing(objs []object) error {
+	byRel := map[string]object{}
+	var total int64
+	for _, o := range objs {
+		byRel[o.rel] = o
+		if o.size > maxObject {
+			return fmt.Errorf("%s is %d bytes, more than the %d a bundle file may be: a bundle holds configuration; move data elsewhere", o.key, o.size, maxObject)
+		}
+		if total += o.size; total > maxBundle {
+			return fmt.Errorf("the bundle is more than %d bytes: a bundle holds configuration; check bundle.key_prefix", maxBundle)
+		}
+	}
+	for _, o := range objs {
+		for d := path.Dir(o.rel); d != "."; d = path.Dir(d) {
+			if f, ok := byRel[d]; ok {
+				return fmt.Errorf("%s is a file, but %s needs it to be a folder: remove one of the two", f.key, o.key)
+			}
+		}
+	}
+	for _, k := range s.keep {
+		for d := path.Dir(strings.TrimSuffix(k, "/")); d != "."; d = path.Dir(d) {
+			if f, ok := byRel[d]; ok {
+				return fmt.Errorf("%s is a file, but the kept path %s needs it to be a folder: remove it from the bundle", f.key, k)
+			}
+		}
+	}
+	return nil
 }
 
 // relPath is key below prefix as a path inside the stack directory; a key
@@ -132,7 +175,8 @@ func (s *Step) download(ctx context.Context, o object, dst string) (file, error)
 		return file{}, fmt.Errorf("bundle: %w", err)
 	}
 	sum, md := sha256.New(), md5.New()
-	n, err := io.Copy(io.MultiWriter(f, sum, md), out.Body)
+	// One byte past the listed size is enough to tell a wrong size.
+	n, err := io.Copy(io.MultiWriter(f, sum, md), io.LimitReader(out.Body, o.size+1))
 	if err == nil {
 		err = f.Sync()
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // maxOutput bounds how much of a command's output is kept in an error.
@@ -36,6 +37,10 @@ type Cmd struct {
 	Stdin []byte
 	// Env is added to the agent's environment (KEY=VALUE).
 	Env []string
+	// Inherit, when not nil, names the only variables of the agent's
+	// environment the program gets besides Env: for a program whose
+	// environment would otherwise override what monagent chose.
+	Inherit []string
 	// Timeout bounds the run; zero means DefaultTimeout.
 	Timeout time.Duration
 	// Uninterruptible commands (mkfs, mount), once started, run to the end
@@ -46,6 +51,9 @@ type Cmd struct {
 	// "nothing found"): Run still returns an *Error carrying the code, but
 	// logs it as an answer.
 	Answers []int
+	// Quiet is a probe run again and again while waiting: it is logged at
+	// debug, its failures too, since the wait reports the outcome.
+	Quiet bool
 }
 
 // New is a Cmd with the default timeout.
@@ -120,7 +128,13 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 		log = zap.NewNop()
 	}
 	argv := c.Argv()
-	log.Info("exec", zap.Strings("argv", argv))
+	level := func(l zapcore.Level) zapcore.Level {
+		if c.Quiet {
+			return zapcore.DebugLevel
+		}
+		return l
+	}
+	log.Log(level(zapcore.InfoLevel), "exec", zap.Strings("argv", argv))
 	parent := ctx
 	if c.Uninterruptible {
 		parent = context.WithoutCancel(ctx)
@@ -139,7 +153,10 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = stopGrace
-	if len(c.Env) > 0 {
+	switch {
+	case c.Inherit != nil:
+		cmd.Env = append(inherited(c.Inherit), c.Env...)
+	case len(c.Env) > 0:
 		cmd.Env = append(os.Environ(), c.Env...)
 	}
 	if c.Stdin != nil {
@@ -173,10 +190,10 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 		Err:      err,
 	}
 	if slices.Contains(c.Answers, res.ExitCode) {
-		log.Info("exec answered", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode), zap.Duration("duration", time.Since(start)))
+		log.Log(level(zapcore.InfoLevel), "exec answered", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode), zap.Duration("duration", time.Since(start)))
 		return res, cerr
 	}
-	log.Warn("exec failed", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode),
+	log.Log(level(zapcore.WarnLevel), "exec failed", zap.Strings("argv", argv), zap.Int("exit_code", res.ExitCode),
 		zap.Duration("duration", time.Since(start)), zap.String("stderr", cerr.Stderr), zap.String("stdout", cerr.Stdout))
 	return res, cerr
 }
@@ -193,4 +210,16 @@ func clip(s string) string {
 		return s
 	}
 	return s[:maxOutput] + "...(truncated)"
+}
+
+// inherited is the agent's environment cut down to names; never nil, so
+// that an empty result is an empty environment, not the whole of it.
+func inherited(names []string) []string {
+	out := []string{}
+	for _, n := range names {
+		if v, ok := os.LookupEnv(n); ok {
+			out = append(out, n+"="+v)
+		}
+	}
+	return out
 }

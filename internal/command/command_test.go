@@ -16,6 +16,8 @@ import (
 )
 
 func TestRun(t *testing.T) {
+	t.Setenv("COMPOSE_PROFILES", "debug")
+	t.Setenv("HOME", "/root")
 	tests := []struct {
 		name     string
 		cmd      Cmd
@@ -26,6 +28,8 @@ func TestRun(t *testing.T) {
 		{"success", New("sh", "-c", "echo hello"), 0, "hello\n", nil},
 		{"stdin", Cmd{Name: "cat", Stdin: []byte("from stdin")}, 0, "from stdin", nil},
 		{"env added", Cmd{Name: "sh", Args: []string{"-c", "echo $DEBIAN_FRONTEND"}, Env: []string{"DEBIAN_FRONTEND=noninteractive"}}, 0, "noninteractive\n", nil},
+		{"only inherited variables", Cmd{Name: "/bin/sh", Args: []string{"-c", `echo "${PATH:+path} ${HOME-nohome} ${COMPOSE_PROFILES-none} $X"`},
+			Env: []string{"X=set"}, Inherit: []string{"PATH"}}, 0, "path nohome none set\n", nil},
 		{"exit status and output in error", New("sh", "-c", "echo partial; echo 'it broke' >&2; exit 3"), 3, "partial\n",
 			[]string{"sh -c", "exit status 3", "stderr: it broke", "stdout: partial"}},
 		{"missing program", New("/nonexistent/prog"), -1, "", []string{"/nonexistent/prog"}},
@@ -146,5 +150,19 @@ func TestOutputIsClipped(t *testing.T) {
 	_, err := Exec{}.Run(context.Background(), New("sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1"))
 	if err == nil || len(err.Error()) > 2*maxOutput {
 		t.Fatalf("error not clipped: %d bytes", len(err.Error()))
+	}
+}
+
+// A quiet probe leaves nothing at info and above, not even its failure.
+func TestQuiet(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		core, logs := observer.New(zap.InfoLevel)
+		_, err := Exec{Log: zap.New(core)}.Run(context.Background(), Cmd{Name: "sh", Args: []string{"-c", "exit 1"}, Quiet: quiet})
+		if err == nil {
+			t.Fatal("exit 1 succeeded")
+		}
+		if n := logs.Len(); (n == 0) != quiet {
+			t.Errorf("quiet=%t: %d entries at info and above", quiet, n)
+		}
 	}
 }

@@ -36,7 +36,9 @@ import (
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/ebs"
+	"github.com/monagent/monagent/internal/envfile"
 	"github.com/monagent/monagent/internal/retry"
+	"github.com/monagent/monagent/internal/seal"
 )
 
 // upTimeout bounds `docker compose up`, image pulls included.
@@ -56,12 +58,19 @@ type Options struct {
 	Run        command.Runner
 	ComposeEnv []string
 	Docker     DockerAPI
-	Log        *zap.Logger
-	// Backoff spaces the watch's polls; Settle is how long every service
-	// must stay up, unrestarted, before the stack counts as up.
+	// Seal keys the fingerprint, which digests .env.
+	Seal *seal.Key
+	Log  *zap.Logger
+	// Backoff spaces the watch's polls.
 	Backoff retry.Backoff
-	Settle  time.Duration
 }
+
+// inherit is what `docker compose` gets of the agent's environment: a
+// variable set there would override .env (COMPOSE_PROFILES, a stray
+// GRAFANA_ADMIN_PASSWORD in a shell), and the stack must come up the
+// same from the unit, from user-data and by hand.
+var inherit = []string{"PATH", "HOME", "TMPDIR", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
+	"DOCKER_TLS_VERIFY", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}
 
 // Step converges the running stack.
 type Step struct {
@@ -71,11 +80,24 @@ type Step struct {
 	env      map[string]string
 	envBytes []byte
 	enabled  []string
+	disabled []string          // services with containers to remove
 	digests  map[string]string // service -> digest of its bind-mounted stack files
 	override []byte
 	warnings []string
 
 	lastDigests map[string]string // memo
+	// lastUp is each container as the stack was last up (memo): from the
+	// last successful run, then from this run's watch.
+	lastUp map[string]record
+}
+
+// record is one container as the stack was last up.
+type record struct {
+	Service  string `json:"service"`
+	Restarts int    `json:"restarts"`
+	// Hash is Compose's config-hash label: the service's definition,
+	// interpolated, as the container was created from it.
+	Hash string `json:"config_hash"`
 }
 
 // New returns the step.
@@ -88,9 +110,6 @@ func New(o Options) *Step {
 	}
 	if o.Backoff.Initial <= 0 {
 		o.Backoff = retry.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}
-	}
-	if o.Settle <= 0 {
-		o.Settle = 2 * time.Second
 	}
 	return &Step{o: o}
 }
@@ -106,14 +125,16 @@ func (s *Step) OverridePath() string {
 
 // Restore implements engine.Memoizer.
 func (s *Step) Restore(memo map[string]string) {
-	s.lastDigests = map[string]string{}
+	s.lastDigests, s.lastUp = map[string]string{}, map[string]record{}
 	_ = json.Unmarshal([]byte(memo["mounts"]), &s.lastDigests)
+	_ = json.Unmarshal([]byte(memo["containers"]), &s.lastUp)
 }
 
 // Memo implements engine.Memoizer.
 func (s *Step) Memo() map[string]string {
-	b, _ := json.Marshal(s.digests)
-	return map[string]string{"mounts": string(b), "enabled": strings.Join(s.enabled, ",")}
+	mounts, _ := json.Marshal(s.digests)
+	containers, _ := json.Marshal(s.lastUp)
+	return map[string]string{"mounts": string(mounts), "containers": string(containers), "enabled": strings.Join(s.enabled, ",")}
 }
 
 // Warning implements engine.Warner.
@@ -125,7 +146,7 @@ func (s *Step) Fingerprint(ctx context.Context) (string, error) {
 	if err := s.prepare(ctx); err != nil {
 		return "", err
 	}
-	h := sha256.New()
+	h := s.o.Seal.New()
 	compose, err := os.ReadFile(s.composeFile())
 	if err != nil {
 		return "", fmt.Errorf("compose: %w", err)
@@ -168,7 +189,7 @@ func (s *Step) prepare(ctx context.Context) error {
 		return err
 	}
 	s.m, s.env, s.envBytes = m, env, envBytes
-	s.enabled = s.enabledServices(m)
+	s.enabled, s.disabled = s.enabledServices(m)
 	s.digests = map[string]string{}
 	for _, svc := range m.services() {
 		d, err := digestPaths(m.bindSources(svc, s.stackDir()))
@@ -180,22 +201,30 @@ func (s *Step) prepare(ctx context.Context) error {
 	return nil
 }
 
-// enabledServices is every service but those whose optional value is
-// absent from .env.
-func (s *Step) enabledServices(m *model) []string {
-	var disabled []string
-	for k, v := range s.o.Vars {
-		if _, ok := s.env[k]; !ok && v.Optional && v.InEnv() {
-			disabled = append(disabled, v.Services...)
+// enabledServices splits the services: those left out because an optional
+// value is absent, with every service that depends on one of them (`up`
+// would start the dependency anyway), and the rest.
+func (s *Step) enabledServices(m *model) (enabled, disabled []string) {
+	off := map[string]bool{}
+	for _, svc := range envfile.Disabled(s.stackDir(), s.o.Vars, s.env) {
+		if _, ok := m.project.Services[svc]; ok {
+			off[svc] = true
 		}
 	}
-	var out []string
+	for _, d := range m.dependants(off) {
+		msg := fmt.Sprintf("service %s is left out too: it depends on %s, which is left out", d.service, d.on)
+		s.warnings = append(s.warnings, msg)
+		s.o.Log.Warn("service left out with its dependency", zap.String("service", d.service), zap.String("depends_on", d.on))
+		off[d.service] = true
+	}
 	for _, svc := range m.services() {
-		if !slices.Contains(disabled, svc) {
-			out = append(out, svc)
+		if off[svc] {
+			disabled = append(disabled, svc)
+		} else {
+			enabled = append(enabled, svc)
 		}
 	}
-	return out
+	return enabled, disabled
 }
 
 // writeOverride keeps the override file current; unchanged, it is not
@@ -219,14 +248,53 @@ func (s *Step) Check(ctx context.Context) (bool, error) {
 	if err := s.prepare(ctx); err != nil {
 		return false, err
 	}
-	st, err := s.observe(ctx, nil)
+	if m, err := ebs.MountAt(s.path(s.o.MountPoint)); err != nil || m == nil {
+		s.o.Log.Info("stack not converged", zap.String("why", "nothing is mounted at "+s.o.MountPoint))
+		return false, nil
+	}
+	all, err := s.containers(ctx)
 	if err != nil {
 		return false, err
 	}
-	if !st.ready {
-		s.o.Log.Info("stack not converged", zap.String("why", st.why))
+	why := s.drift(all)
+	if strings.Contains(why, "restarted") {
+		s.warnings = append(s.warnings, why)
 	}
-	return st.ready && st.failure == nil, nil
+	if why == "" {
+		st := s.observe(ctx, all, nil)
+		why = st.why
+	}
+	if why != "" {
+		s.o.Log.Info("stack not converged", zap.String("why", why))
+	}
+	return why == "", nil
+}
+
+// drift says how the containers moved from how the last successful run
+// left them: one restarted since, one recreated from another definition
+// (`docker compose up` by hand, with another environment), a service left
+// out still running.
+func (s *Step) drift(all map[string][]container) string {
+	for _, svc := range s.disabled {
+		if len(all[svc]) > 0 {
+			return "service " + svc + " is left out but has a container"
+		}
+	}
+	hashes := map[string]string{}
+	for _, c := range s.lastUp {
+		hashes[c.Service] = c.Hash
+	}
+	for _, svc := range s.enabled {
+		for _, c := range all[svc] {
+			if last, ok := s.lastUp[c.id]; ok && c.restarts > last.Restarts {
+				return fmt.Sprintf("service %s restarted %d times since the last run", svc, c.restarts-last.Restarts)
+			}
+			if h, ok := hashes[svc]; ok && c.configHash != h {
+				return "service " + svc + " was recreated from another definition than the last run's"
+			}
+		}
+	}
+	return ""
 }
 
 // Apply checks the model against .env, makes the data directories, runs
@@ -245,16 +313,35 @@ func (s *Step) Apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.up(ctx, nil); err != nil {
+	if err := s.compose(ctx, "up", nil); err != nil {
 		return err
 	}
 	if changed := s.changedMounts(before); len(changed) > 0 {
 		s.o.Log.Info("recreating services whose mounted stack files changed", zap.Strings("services", changed))
-		if err := s.up(ctx, append([]string{"--force-recreate", "--no-deps"}, changed...)); err != nil {
+		if err := s.compose(ctx, "up", append([]string{"--force-recreate", "--no-deps"}, changed...)); err != nil {
 			return err
 		}
 	}
-	return s.watch(ctx)
+	if err := s.removeDisabled(ctx, before); err != nil {
+		return err
+	}
+	return s.watch(ctx, before)
+}
+
+// removeDisabled stops and removes the containers of services left out:
+// one still running would go on with a value that is gone.
+func (s *Step) removeDisabled(ctx context.Context, before map[string][]container) error {
+	var running []string
+	for _, svc := range s.disabled {
+		if len(before[svc]) > 0 {
+			running = append(running, svc)
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	s.o.Log.Info("removing the containers of services left out", zap.Strings("services", running))
+	return s.compose(ctx, "rm", append([]string{"--stop", "--force"}, running...))
 }
 
 // preflight refuses to start the stack when its data would not land on
@@ -272,24 +359,29 @@ func (s *Step) preflight(ctx context.Context) error {
 	for _, w := range f.warnings {
 		s.o.Log.Warn("compose file check", zap.String("warning", w))
 	}
-	s.warnings = f.warnings
+	s.warnings = append(s.warnings, f.warnings...)
 	if len(f.errs) > 0 {
 		return retry.PermanentError(fmt.Errorf("compose: %s", strings.Join(f.errs, "; ")))
 	}
 	return s.prepareVolumes(ctx)
 }
 
-// up runs docker compose up with the enabled services; extra goes before
-// them.
-func (s *Step) up(ctx context.Context, extra []string) error {
+// compose runs `docker compose verb` on the project: up with the enabled
+// services unless extra names its own, rm with extra. It gets .env and the
+// agent's environment cut down to inherit, nothing else.
+func (s *Step) compose(ctx context.Context, verb string, extra []string) error {
 	args := []string{"compose", "--project-name", s.o.Config.Project, "--project-directory", s.stackDir(),
-		"--file", s.composeFile(), "--file", s.OverridePath(), "up", "--detach", "--remove-orphans"}
-	args = append(args, extra...)
-	if len(extra) == 0 {
-		args = append(args, s.enabled...)
+		"--file", s.composeFile(), "--file", s.OverridePath(), verb}
+	if verb == "up" {
+		args = append(args, "--detach", "--remove-orphans")
 	}
-	s.o.Log.Info("docker compose up", zap.Strings("services", s.enabled))
-	if _, err := s.o.Run.Run(ctx, command.Cmd{Name: "docker", Args: args, Env: s.o.ComposeEnv, Timeout: upTimeout}); err != nil {
+	args = append(args, extra...)
+	if verb == "up" && len(extra) == 0 {
+		args = append(args, s.enabled...)
+		s.o.Log.Info("docker compose up", zap.Strings("services", s.enabled))
+	}
+	c := command.Cmd{Name: "docker", Args: args, Env: s.o.ComposeEnv, Inherit: inherit, Timeout: upTimeout}
+	if _, err := s.o.Run.Run(ctx, c); err != nil {
 		return fmt.Errorf("compose: %w", err)
 	}
 	return nil
@@ -310,7 +402,10 @@ func (s *Step) changedMounts(before map[string][]container) []string {
 	return out
 }
 
-// digestPaths hashes the files under paths, names and contents.
+// digestPaths hashes the files under paths, names and contents. A symlink
+// counts by where it points, not by what it leads to: the textfile link
+// leads to files monagent itself rewrites every run, and a bind mount
+// follows a link only when its container starts.
 func digestPaths(paths []string) (string, error) {
 	h := sha256.New()
 	for _, p := range paths {
@@ -318,8 +413,18 @@ func digestPaths(paths []string) (string, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}
-			if err != nil || d.IsDir() {
+			switch {
+			case err != nil || d.IsDir():
 				return err
+			case d.Type()&fs.ModeSymlink != 0:
+				target, err := os.Readlink(path)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(h, "%s -> %s\n", path, target)
+				return nil
+			case !d.Type().IsRegular():
+				return nil // a socket or a fifo: no content to compare
 			}
 			b, err := os.ReadFile(path)
 			if err != nil {

@@ -249,6 +249,32 @@ func (m *model) bindSources(svc, dir string) []string {
 	return out
 }
 
+// dependant is a service that depends on one left out.
+type dependant struct{ service, on string }
+
+// dependants lists the services that depend, directly or through others,
+// on a service in off, each with the one it depends on; off is not
+// changed.
+func (m *model) dependants(off map[string]bool) []dependant {
+	out := maps.Clone(off)
+	var found []dependant
+	for changed := true; changed; {
+		changed = false
+		for _, svc := range m.services() {
+			if out[svc] {
+				continue
+			}
+			for _, dep := range slices.Sorted(maps.Keys(m.project.Services[svc].DependsOn)) {
+				if out[dep] {
+					found, out[svc], changed = append(found, dependant{svc, dep}), true, true
+					break
+				}
+			}
+		}
+	}
+	return found
+}
+
 // hasHealthcheck reports whether svc defines a healthcheck that is on.
 func (m *model) hasHealthcheck(svc string) bool {
 	hc := m.project.Services[svc].HealthCheck

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/seal"
 )
 
 const project = "monitoring"
@@ -386,37 +387,63 @@ func TestBindSources(t *testing.T) {
 }
 
 func TestEnabledServices(t *testing.T) {
-	const file = "services:\n  prometheus:\n    image: p\n  github-actions-exporter:\n    image: g\n  alertmanager:\n    image: a\n  steampipe:\n    image: s\n"
+	const file = "services:\n  prometheus:\n    image: p\n  github-actions-exporter:\n    image: g\n  alertmanager:\n    image: a\n" +
+		"  steampipe:\n    image: s\n  relay:\n    image: r\n    depends_on: [alertmanager]\n" +
+		"  relay-watch:\n    image: w\n    depends_on:\n      relay:\n        condition: service_started\n"
 	no := false
 	vars := map[string]config.EnvVar{
 		"GITHUB_TOKEN":  {Parameter: "/p/gh", Optional: true, Services: []string{"github-actions-exporter"}},
 		"SLACK_WEBHOOK": {Parameter: "/p/slack", Optional: true, Services: []string{"alertmanager", "not-in-the-file"}},
-		// env: false: never in .env, so its absence there says nothing.
+		// env: false: never in .env; its file says whether it is there.
 		"FILE_ONLY":  {Parameter: "/p/f", Optional: true, Services: []string{"steampipe"}, File: "s/f", Env: &no},
 		"REQUIRED":   {Parameter: "/p/r"},
 		"USER_VALUE": {Value: new(string)},
 	}
+	all := []string{"alertmanager", "github-actions-exporter", "prometheus", "relay", "relay-watch", "steampipe"}
 	tests := []struct {
-		name string
-		env  map[string]string
-		want []string
+		name         string
+		env          map[string]string
+		file         bool
+		want, warned []string
 	}{
-		{"all present", map[string]string{"GITHUB_TOKEN": "t", "SLACK_WEBHOOK": "w"},
-			[]string{"alertmanager", "github-actions-exporter", "prometheus", "steampipe"}},
-		{"token absent", map[string]string{"SLACK_WEBHOOK": "w"},
-			[]string{"alertmanager", "prometheus", "steampipe"}},
-		{"both absent", map[string]string{},
-			[]string{"prometheus", "steampipe"}},
-		{"present but empty counts as present", map[string]string{"GITHUB_TOKEN": "", "SLACK_WEBHOOK": "w"},
-			[]string{"alertmanager", "github-actions-exporter", "prometheus", "steampipe"}},
+		{"all present", map[string]string{"GITHUB_TOKEN": "t", "SLACK_WEBHOOK": "w"}, true, all, nil},
+		{"token absent", map[string]string{"SLACK_WEBHOOK": "w"}, true,
+			[]string{"alertmanager", "prometheus", "relay", "relay-watch", "steampipe"}, nil},
+		{"webhook absent: its dependants go too", map[string]string{"GITHUB_TOKEN": "t"}, true,
+			[]string{"github-actions-exporter", "prometheus", "steampipe"},
+			[]string{"relay is left out too: it depends on alertmanager", "relay-watch is left out too: it depends on relay"}},
+		{"file-only value absent", map[string]string{"GITHUB_TOKEN": "t", "SLACK_WEBHOOK": "w"}, false,
+			[]string{"alertmanager", "github-actions-exporter", "prometheus", "relay", "relay-watch"}, nil},
+		{"present but empty counts as present", map[string]string{"GITHUB_TOKEN": "", "SLACK_WEBHOOK": "w"}, true, all, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tt.file {
+				if err := os.MkdirAll(filepath.Join(root, "s"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(root, "s/f"), []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			m, _ := loadFile(t, file, tt.env)
-			s := New(Options{Vars: vars})
+			s := New(Options{Root: root, StackDir: "/", Vars: vars})
 			s.env = tt.env
-			if got := s.enabledServices(m); !slices.Equal(got, tt.want) {
-				t.Errorf("enabledServices() = %v, want %v", got, tt.want)
+			enabled, disabled := s.enabledServices(m)
+			if !slices.Equal(enabled, tt.want) {
+				t.Errorf("enabled = %v, want %v", enabled, tt.want)
+			}
+			if got := slices.Sorted(slices.Values(append(enabled, disabled...))); !slices.Equal(got, all) {
+				t.Errorf("enabled and disabled = %v, want every service once", got)
+			}
+			if w := s.Warning(); len(tt.warned) == 0 && w != "" {
+				t.Errorf("Warning() = %q", w)
+			}
+			for _, want := range tt.warned {
+				if !strings.Contains(s.Warning(), want) {
+					t.Errorf("Warning() = %q; want it to say %q", s.Warning(), want)
+				}
 			}
 		})
 	}
@@ -437,7 +464,14 @@ func TestDigestPaths(t *testing.T) {
 	write("prometheus/prometheus.yml", "scrape_interval: 15s\n")
 	write("prometheus/rules/a.yml", "groups: []\n")
 	write("grafana/grafana.ini", "x")
-	paths := []string{filepath.Join(dir, "prometheus/prometheus.yml"), filepath.Join(dir, "prometheus/rules"), filepath.Join(dir, "absent.yml")}
+	// The textfile link: a bind source that is a symlink to a directory
+	// outside the stack, whose files monagent rewrites every run.
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(dir, "textfile")); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{filepath.Join(dir, "prometheus/prometheus.yml"), filepath.Join(dir, "prometheus/rules"), filepath.Join(dir, "absent.yml"),
+		filepath.Join(dir, "textfile")}
 	digest := func() string {
 		t.Helper()
 		d, err := digestPaths(paths)
@@ -468,6 +502,11 @@ func TestDigestPaths(t *testing.T) {
 			os.Rename(filepath.Join(dir, "prometheus/rules/b.yml"), filepath.Join(dir, "prometheus/rules/c.yml"))
 		}, true},
 		{"absent mount appears", func() { write("absent.yml", "") }, true},
+		{"file behind the link changed", func() { os.WriteFile(filepath.Join(outside, "monagent.prom"), []byte("x 1\n"), 0o644) }, false},
+		{"link retargeted", func() {
+			os.Remove(filepath.Join(dir, "textfile"))
+			os.Symlink(t.TempDir(), filepath.Join(dir, "textfile"))
+		}, true},
 		{"nothing", func() {}, false},
 	}
 	for _, st := range steps {
@@ -501,7 +540,7 @@ func TestFingerprint(t *testing.T) {
 	write("README.md", "a")
 	write(".env", "")
 	step := func() *Step {
-		return New(Options{Root: root, StackDir: "/opt/monitoring", DataDir: "/data/monitoring",
+		return New(Options{Root: root, StackDir: "/opt/monitoring", DataDir: "/data/monitoring", Seal: seal.NewKey([]byte("k")),
 			Config: config.Compose{Project: project, File: "docker-compose.yml"},
 			Vars:   map[string]config.EnvVar{"GITHUB_TOKEN": {Parameter: "/p/gh", Optional: true, Services: []string{"github-actions-exporter"}}}})
 	}

@@ -58,8 +58,9 @@ func (s *Step) prepareVolumes(ctx context.Context) error {
 				where = "bound to " + have
 			}
 			return retry.PermanentError(fmt.Errorf("compose: Docker already has volume %s, %s, not on the data volume at %s: "+
-				"copy its data there, then remove it (docker volume rm %s); monagent does not move data by itself",
-				v.Name, where, dev, v.Name))
+				"stop the containers that use it (docker compose -p %s down, without --volumes, which would delete the data), "+
+				"copy its data to %s, then remove it (docker volume rm %s); monagent does not move data by itself",
+				v.Name, where, dev, s.o.Config.Project, dev, v.Name))
 		}
 		s.o.Log.Debug("volume on the data volume", zap.String("volume", v.Name), zap.String("device", dev))
 	}

@@ -38,7 +38,8 @@ type container struct {
 	oneShot     bool // restart policy "no": exiting 0 is its job
 	health      containertypes.HealthStatus
 	restarts    int
-	startedAt   string
+	startedAt   time.Time
+	configHash  string
 }
 
 // containers lists the project's containers by service.
@@ -58,7 +59,9 @@ func (s *Step) containers(ctx context.Context) (map[string][]container, error) {
 			return nil, fmt.Errorf("compose: inspect container %s: %w", c.ID, err)
 		}
 		svc := c.Labels["com.docker.compose.service"]
-		out[svc] = append(out[svc], describe(svc, in.Container))
+		d := describe(svc, in.Container)
+		d.configHash = c.Labels["com.docker.compose.config-hash"]
+		out[svc] = append(out[svc], d)
 	}
 	return out, nil
 }
@@ -66,7 +69,8 @@ func (s *Step) containers(ctx context.Context) (map[string][]container, error) {
 func describe(svc string, in containertypes.InspectResponse) container {
 	c := container{id: in.ID, service: svc, restarts: in.RestartCount}
 	if st := in.State; st != nil {
-		c.running, c.restarting, c.exitCode, c.startedAt = st.Running, st.Restarting, st.ExitCode, st.StartedAt
+		c.running, c.restarting, c.exitCode = st.Running, st.Restarting, st.ExitCode
+		c.startedAt, _ = time.Parse(time.RFC3339Nano, st.StartedAt)
 		c.exited = st.Status == containertypes.StateExited || st.Status == containertypes.StateDead
 		if st.Health != nil {
 			c.health = st.Health.Status
@@ -81,33 +85,35 @@ func describe(svc string, in containertypes.InspectResponse) container {
 
 // state is one look at the stack.
 type state struct {
-	ready   bool
-	why     string // what is not ready yet
+	why     string // what is not up yet; "" when every service is up
 	failure error  // a service that will not come up by waiting
+	// youngest is the shortest time any container has run.
+	youngest time.Duration
 }
 
-// observe looks at every enabled service once. base holds the restart
-// counts first seen for each container: one that grows is a restart loop.
-func (s *Step) observe(ctx context.Context, base map[string]int) (state, error) {
-	all, err := s.containers(ctx)
-	if err != nil {
-		return state{}, err
-	}
+// observe looks at every enabled service once. base holds each
+// container's restart count from before the watch: one that grows is a
+// restart loop.
+func (s *Step) observe(ctx context.Context, all map[string][]container, base map[string]int) state {
+	st := state{youngest: time.Duration(1<<63 - 1)}
 	for _, svc := range s.enabled {
 		cs := all[svc]
 		if len(cs) == 0 {
-			return state{why: "service " + svc + " has no container"}, nil
+			return state{why: "service " + svc + " has no container"}
 		}
 		for _, c := range cs {
 			if fail := s.failed(ctx, c, base); fail != nil {
-				return state{why: fail.Error(), failure: fail}, nil
+				return state{why: fail.Error(), failure: fail}
 			}
 			if why := s.notReady(c); why != "" {
-				return state{why: why}, nil
+				return state{why: why}
+			}
+			if c.running {
+				st.youngest = min(st.youngest, time.Since(c.startedAt))
 			}
 		}
 	}
-	return state{ready: true}, nil
+	return st
 }
 
 // failed says why c will not come up by waiting, or nil.
@@ -163,35 +169,45 @@ func (s *Step) tail(ctx context.Context, id string) string {
 }
 
 // watch waits, up to compose.health_timeout, until every enabled service
-// is up and has stayed up, unrestarted, for the settle time.
-func (s *Step) watch(ctx context.Context) error {
-	timeout := s.o.Config.HealthTimeout.Duration
+// is up and each of its containers has run, unrestarted, for
+// compose.settle. before is what ran before `up`: a container `up` left
+// alone is held to its restart count from then.
+func (s *Step) watch(ctx context.Context, before map[string][]container) error {
+	timeout, settle := s.o.Config.HealthTimeout.Duration, s.o.Config.Settle.Duration
 	base := map[string]int{}
-	var readySince time.Time
+	for _, cs := range before {
+		for _, c := range cs {
+			base[c.id] = c.restarts
+		}
+	}
 	var last state
+	var all map[string][]container
 	start := time.Now()
 	err := retry.Poll(ctx, s.o.Backoff, timeout, nil, func(ctx context.Context) (bool, error) {
-		st, err := s.observe(ctx, base)
-		if err != nil {
+		var err error
+		if all, err = s.containers(ctx); err != nil {
 			return false, retry.TransientError(err)
 		}
-		last = st
-		switch {
-		case st.failure != nil:
-			return false, st.failure
-		case !st.ready:
-			readySince = time.Time{}
-			return false, nil
-		case readySince.IsZero():
-			readySince = time.Now()
+		last = s.observe(ctx, all, base)
+		if last.failure != nil {
+			return false, last.failure
 		}
-		return time.Since(readySince) >= s.o.Settle, nil
+		if last.why == "" && last.youngest < settle {
+			last.why = fmt.Sprintf("a container has run %v of the %v it must run unrestarted (compose.settle)", last.youngest.Round(time.Millisecond), settle)
+		}
+		return last.why == "", nil
 	})
 	if errors.Is(err, retry.ErrTimeout) {
 		return fmt.Errorf("compose: the stack is not up after compose.health_timeout (%v): %s; see docker ps -a and docker logs", timeout, last.why)
 	}
 	if err != nil {
 		return err
+	}
+	s.lastUp = map[string]record{}
+	for _, svc := range s.enabled {
+		for _, c := range all[svc] {
+			s.lastUp[c.id] = record{Service: svc, Restarts: c.restarts, Hash: c.configHash}
+		}
 	}
 	s.o.Log.Info("stack up", zap.Strings("services", s.enabled), zap.Duration("duration", time.Since(start)))
 	return nil

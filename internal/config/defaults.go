@@ -57,6 +57,7 @@ func rawDefaults() *Config {
 			Project:       "monitoring",
 			File:          "docker-compose.yml",
 			HealthTimeout: Duration{180 * time.Second},
+			Settle:        Duration{10 * time.Second},
 		},
 		Endpoints: map[string]string{
 			"/{prefix}/loki/endpoint":  "http://{private_ip}:3100/loki/api/v1/push",

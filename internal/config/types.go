@@ -91,6 +91,10 @@ type Compose struct {
 	Project       string   `yaml:"project"`
 	File          string   `yaml:"file"`
 	HealthTimeout Duration `yaml:"health_timeout"`
+	// Settle is how long every container must have run, unrestarted,
+	// before the stack counts as up: a service that crashes a few seconds
+	// after it starts is a restart loop, not a running service.
+	Settle Duration `yaml:"settle"`
 	// DataDir, on the data volume, holds a directory for each named volume
 	// of the stack: its data outlives the instance. "" means
 	// <volume.mount_point>/<project>.

@@ -274,6 +274,11 @@ func (k *checker) compose() {
 	}
 	k.relPath("compose.file", c.File, "docker-compose.yml")
 	k.duration("compose.health_timeout", c.HealthTimeout)
+	k.duration("compose.settle", c.Settle)
+	if c.Settle.Duration >= c.HealthTimeout.Duration && c.HealthTimeout.Duration > 0 {
+		k.fail("compose.settle", c.Settle.String(), "is not shorter than compose.health_timeout ("+c.HealthTimeout.String()+")",
+			"a settle time well within the health timeout, such as 10s")
+	}
 	if c.DataDir == "" {
 		return
 	}

@@ -82,8 +82,20 @@ func (s *Step) ensurePlugin(ctx context.Context) error {
 	// Poll bounds every attempt by the timeout and, past it, reports the
 	// last failure.
 	start := time.Now()
+	var lastWrong string
 	err := retry.Poll(ctx, s.o.Backoff, p.DownloadTimeout.Duration, s.o.Log, func(ctx context.Context) (bool, error) {
-		return true, s.download(ctx)
+		err := s.download(ctx)
+		// A body cut short without a length reads as a wrong checksum: a
+		// mismatch is final only when the same wrong file comes twice.
+		var m *mismatchError
+		if errors.As(err, &m) {
+			if m.got == lastWrong {
+				return true, retry.PermanentError(err)
+			}
+			lastWrong = m.got
+			return true, retry.TransientError(err)
+		}
+		return true, err
 	})
 	if err != nil {
 		return fmt.Errorf("docker: install the Compose plugin %s from %s: %w", p.Version, p.URL, err)
@@ -94,7 +106,7 @@ func (s *Step) ensurePlugin(ctx context.Context) error {
 }
 
 // download fetches the plugin once. A failed request or a cut body is
-// transient (Poll retries it); a checksum mismatch is permanent.
+// transient (Poll retries it); a checksum mismatch is a *mismatchError.
 func (s *Step) download(ctx context.Context) error {
 	p := s.o.Config.ComposePlugin
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
@@ -107,7 +119,7 @@ func (s *Step) download(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	switch {
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
 		return retry.TransientError(fmt.Errorf("GET %s: %s", p.URL, resp.Status))
 	case resp.StatusCode != http.StatusOK:
 		return retry.PermanentError(fmt.Errorf("GET %s: %s", p.URL, resp.Status))
@@ -115,16 +127,23 @@ func (s *Step) download(ctx context.Context) error {
 	sum := sha256.New()
 	opts := atomicfile.Options{Verify: func() error { return checkSum(sum, p.SHA256, p.URL) }}
 	err = opts.WriteFrom(s.pluginPath(), io.TeeReader(resp.Body, sum), 0o755)
-	if err != nil && !retry.IsPermanent(err) {
+	var m *mismatchError
+	if err != nil && !errors.As(err, &m) {
 		return retry.TransientError(err)
 	}
 	return err
 }
 
+// mismatchError is a download whose checksum is not the pinned one.
+type mismatchError struct{ url, got, want string }
+
+func (e *mismatchError) Error() string {
+	return fmt.Sprintf("checksum mismatch: %s has sha256 %s, docker.compose_plugin.sha256 is %s; nothing was installed", e.url, e.got, e.want)
+}
+
 func checkSum(sum hash.Hash, want, url string) error {
 	if got := hex.EncodeToString(sum.Sum(nil)); got != want {
-		return retry.PermanentError(fmt.Errorf("checksum mismatch: %s has sha256 %s, docker.compose_plugin.sha256 is %s; nothing was installed",
-			url, got, want))
+		return &mismatchError{url: url, got: got, want: want}
 	}
 	return nil
 }

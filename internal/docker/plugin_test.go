@@ -95,6 +95,14 @@ func cut(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
+// short sends half the plugin, chunked and cleanly ended: without a
+// length, nothing but the checksum tells it from the whole file.
+func short(w http.ResponseWriter, _ *http.Request) {
+	w.WriteHeader(http.StatusOK)
+	w.Write(pluginBody[:len(pluginBody)/2])
+	w.(http.Flusher).Flush()
+}
+
 func newStep(t *testing.T, root string, p config.ComposePlugin) *Step {
 	t.Helper()
 	if p.Version == "" {
@@ -156,6 +164,8 @@ func TestPluginDownload(t *testing.T) {
 		{"503 then 200", []http.HandlerFunc{status(http.StatusServiceUnavailable), ok}, 2},
 		{"500, 429 then 200", []http.HandlerFunc{status(http.StatusInternalServerError), status(http.StatusTooManyRequests), ok}, 3},
 		{"cut mid-body, then whole", []http.HandlerFunc{cut, ok}, 2},
+		{"408 then 200", []http.HandlerFunc{status(http.StatusRequestTimeout), ok}, 2},
+		{"short without a length, then whole", []http.HandlerFunc{short, ok}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,12 +197,14 @@ func TestPluginPermanentFailures(t *testing.T) {
 		handler http.HandlerFunc
 		sha     string
 		want    func(url string) []string
+		// hits: a wrong checksum is final once the same file comes twice.
+		hits int32
 	}{
 		{"checksum mismatch", ok, sum(other), func(url string) []string {
 			return []string{url, sum(pluginBody), sum(other), "nothing was installed"}
-		}},
-		{"404", status(http.StatusNotFound), sum(pluginBody), func(url string) []string { return []string{url, "404"} }},
-		{"403", status(http.StatusForbidden), sum(pluginBody), func(url string) []string { return []string{url, "403"} }},
+		}, 2},
+		{"404", status(http.StatusNotFound), sum(pluginBody), func(url string) []string { return []string{url, "404"} }, 1},
+		{"403", status(http.StatusForbidden), sum(pluginBody), func(url string) []string { return []string{url, "403"} }, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,8 +231,8 @@ func TestPluginPermanentFailures(t *testing.T) {
 						t.Errorf("error %q does not say %q", err, w)
 					}
 				}
-				if n := srv.hits.Load() - hits; n != 1 {
-					t.Errorf("requests = %d, want 1: a permanent failure is not retried", n)
+				if n := srv.hits.Load() - hits; n != tt.hits {
+					t.Errorf("requests = %d, want %d: a permanent failure is not retried", n, tt.hits)
 				}
 				if previous == nil {
 					if names := pluginDir(t, root); len(names) != 0 {

@@ -126,7 +126,7 @@ func (s *Step) probe(ctx context.Context) probe {
 // CLI, exactly as the compose step will use it.
 func (s *Step) composeVersion(ctx context.Context) (string, error) {
 	res, err := s.o.Run.Run(ctx, command.Cmd{Name: "docker", Args: []string{"compose", "version", "--short"},
-		Env: s.o.ComposeEnv, Timeout: versionTimeout})
+		Env: s.o.ComposeEnv, Timeout: versionTimeout, Quiet: true})
 	if err != nil {
 		return "", err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/monagent/monagent/internal/atomicfile"
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/retry"
+	"github.com/monagent/monagent/internal/seal"
 	"github.com/monagent/monagent/internal/ssmparam"
 )
 
@@ -48,7 +49,9 @@ type Options struct {
 	Vars    map[string]config.EnvVar
 	Params  Params
 	Secrets Secrets
-	Log     *zap.Logger
+	// Seal keys the digests the memo keeps of what was written.
+	Seal *seal.Key
+	Log  *zap.Logger
 }
 
 // Step renders .env and the secret files.
@@ -62,8 +65,8 @@ type Step struct {
 	// down is the SSM error of a run that could not resolve the values.
 	down error
 
-	lastEnvSum   string // memo: sha256 of the .env last written
-	lastFilesSum string // memo: digest of the secret files last written
+	lastEnvSum   string // memo: keyed digest of the .env last written
+	lastFilesSum string // memo: keyed digest of the secret files last written
 }
 
 // New returns the step.
@@ -84,29 +87,38 @@ func (s *Step) filePath(rel string) string { return filepath.Join(s.o.Root, s.o.
 
 // Restore implements engine.Memoizer.
 func (s *Step) Restore(memo map[string]string) {
-	s.lastEnvSum, s.lastFilesSum = memo["env_sha256"], memo["files_sha256"]
+	s.lastEnvSum, s.lastFilesSum = memo["env_hmac"], memo["files_hmac"]
 }
 
-// Memo implements engine.Memoizer: digests of what was written, never the
-// values.
+// Memo implements engine.Memoizer: keyed digests of what was written,
+// never the values, nor a bare hash one could test guesses against.
 func (s *Step) Memo() map[string]string {
-	sum, _ := sumFile(s.Path())
-	return map[string]string{"env_sha256": sum, "files_sha256": s.filesSum()}
+	sum, _ := s.sumFile(s.Path())
+	return map[string]string{"env_hmac": sum, "files_hmac": s.filesSum()}
 }
 
 // filesSum digests the secret files as they are on disk.
 func (s *Step) filesSum() string {
-	h := sha256.New()
+	h := s.o.Seal.New()
 	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
 		if f := s.o.Vars[k].File; f != "" {
-			sum, err := sumFile(s.filePath(f))
+			b, err := os.ReadFile(s.filePath(f))
 			if err != nil {
-				sum = "missing"
+				fmt.Fprintf(h, "%s missing;", f)
+				continue
 			}
-			fmt.Fprintf(h, "%s=%s;", f, sum)
+			fmt.Fprintf(h, "%s %d:%s;", f, len(b), b)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Step) sumFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return s.o.Seal.Sum(b), nil
 }
 
 // Warning implements engine.Warner.
@@ -133,7 +145,7 @@ func (s *Step) Fingerprint(context.Context) (string, error) {
 func (s *Step) Check(ctx context.Context) (bool, error) {
 	if err := s.resolve(ctx, false); err != nil {
 		if s.down != nil && s.lastEnvSum != "" {
-			if sum, _ := sumFile(s.Path()); sum == s.lastEnvSum && s.filesSum() == s.lastFilesSum {
+			if sum, _ := s.sumFile(s.Path()); sum == s.lastEnvSum && s.filesSum() == s.lastFilesSum {
 				s.warnings = append(s.warnings, fmt.Sprintf("could not read SSM (%v); %s is the one the last successful run wrote", s.down, Name))
 				s.o.Log.Warn("SSM unreadable; .env unchanged since the last successful run", zap.Error(s.down))
 				return true, nil
@@ -156,7 +168,24 @@ func (s *Step) Check(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
+	for _, rel := range s.staleFiles() {
+		if _, err := os.Lstat(s.filePath(rel)); err == nil {
+			return false, nil
+		}
+	}
 	return true, nil
+}
+
+// staleFiles are the files of optional keys whose parameter is absent: a
+// file left from when it existed would keep its services on.
+func (s *Step) staleFiles() []string {
+	var out []string
+	for _, k := range s.missing {
+		if f := s.o.Vars[k].File; f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Apply creates the generated secrets that do not exist yet, then writes
@@ -180,6 +209,11 @@ func (s *Step) Apply(ctx context.Context) error {
 	for _, f := range s.files() {
 		if err := writeIfDifferent(s.filePath(f.rel), []byte(f.value), 0o600, f.uid, f.gid); err != nil {
 			return err
+		}
+	}
+	for _, rel := range s.staleFiles() {
+		if err := os.Remove(s.filePath(rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("env: remove %s, whose parameter is gone: %w", rel, err)
 		}
 	}
 	return nil
@@ -282,6 +316,9 @@ func (s *Step) generate(ctx context.Context, k string) error {
 	if err != nil {
 		return fmt.Errorf("env.%s: %w", k, err)
 	}
+	if s.o.Secrets != nil {
+		s.o.Secrets.Add(p.Value) // someone else's, when theirs came first
+	}
 	s.values[k] = p.Value
 	if p.Value == value {
 		s.o.Log.Info("generated secret stored", zap.String("key", k), zap.String("parameter", v.Parameter))
@@ -342,14 +379,29 @@ func (s *Step) files() []secretFile {
 	return out
 }
 
-// Disabled is the services left out because an optional value is absent.
-func (s *Step) Disabled() []string {
+// Disabled is the services the compose step leaves out, read from what the
+// env step wrote: those of every optional key whose value is absent, from
+// .env (env, as parsed) for a key bound for it, from the stack directory
+// dir for a file-only key. The env step writes exactly the values it has,
+// and warns of the others by the same keys.
+func Disabled(dir string, vars map[string]config.EnvVar, env map[string]string) []string {
 	var out []string
-	for _, k := range s.missing {
-		out = append(out, s.o.Vars[k].Services...)
+	for k, v := range vars {
+		if v.Optional && absent(dir, k, v, env) {
+			out = append(out, v.Services...)
+		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+func absent(dir, k string, v config.EnvVar, env map[string]string) bool {
+	if v.InEnv() {
+		_, ok := env[k]
+		return !ok
+	}
+	_, err := os.Stat(filepath.Join(dir, v.File))
+	return err != nil
 }
 
 // sameFile reports whether path holds exactly data with mode and owner.
@@ -385,13 +437,4 @@ func writeIfDifferent(path string, data []byte, mode fs.FileMode, uid, gid int) 
 		return fmt.Errorf("env: %w", err)
 	}
 	return nil
-}
-
-func sumFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
 }

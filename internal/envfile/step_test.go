@@ -2,6 +2,7 @@ package envfile
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/retry"
+	"github.com/monagent/monagent/internal/seal"
 	"github.com/monagent/monagent/internal/ssmparam"
 	"github.com/monagent/monagent/rig/awssim/simtest"
 	"github.com/monagent/monagent/rig/awssim/ssmsim"
@@ -131,9 +133,16 @@ func newRig(t *testing.T) *rig {
 }
 
 func (r *rig) step(memo map[string]string) *Step {
-	s := New(Options{Root: r.root, Dir: stackDir, Vars: r.vars, Params: r.params, Secrets: r.secrets})
+	s := New(Options{Root: r.root, Dir: stackDir, Vars: r.vars, Params: r.params, Secrets: r.secrets, Seal: testKey})
 	s.Restore(memo)
 	return s
+}
+
+var testKey = seal.NewKey([]byte("test key"))
+
+// disabled is what the compose step leaves out, read from what was written.
+func (r *rig) disabled() []string {
+	return Disabled(filepath.Join(r.root, stackDir), r.vars, r.env())
 }
 
 func (r *rig) path(rel string) string { return filepath.Join(r.root, stackDir, rel) }
@@ -207,7 +216,7 @@ func TestRender(t *testing.T) {
 	if fi := stat(t, r.path("prometheus/secrets/metrics-token")); fi.mode != 0o600 || fi.uid != 65534 || fi.gid != 65534 {
 		t.Errorf("metrics-token mode %v owner %d:%d, want 0600 65534:65534", fi.mode, fi.uid, fi.gid)
 	}
-	if d := s.Disabled(); len(d) != 0 {
+	if d := r.disabled(); len(d) != 0 {
 		t.Errorf("Disabled() = %v with every value present", d)
 	}
 	if w := s.Warning(); w != "" {
@@ -217,8 +226,10 @@ func TestRender(t *testing.T) {
 	if len(r.params.getCalls) != 1 || len(r.params.getCalls[0]) != 3 {
 		t.Errorf("GetMany calls %v, want one with the 3 parameters", r.params.getCalls)
 	}
-	if m := s.Memo()["env_sha256"]; len(m) != 64 {
-		t.Errorf("memo env_sha256 = %q", m)
+	b, _ := os.ReadFile(r.path(Name))
+	bare := sha256.Sum256(b)
+	if m := s.Memo()["env_hmac"]; len(m) != 64 || m == hex.EncodeToString(bare[:]) {
+		t.Errorf("memo env_hmac = %q: want a keyed digest, not the bare SHA-256 of .env", m)
 	}
 }
 
@@ -270,7 +281,7 @@ func TestMissingOptionalParameter(t *testing.T) {
 	if env := r.env(); env["GRAFANA_ADMIN_PASSWORD"] != `pa"ss $word` {
 		t.Errorf("the other values are not written: %v", env)
 	}
-	if got, want := s.Disabled(), []string{"alertmanager", "github-actions-exporter", "slack-relay"}; !slices.Equal(got, want) {
+	if got, want := r.disabled(), []string{"alertmanager", "github-actions-exporter", "slack-relay"}; !slices.Equal(got, want) {
 		t.Errorf("Disabled() = %v, want %v", got, want)
 	}
 	w := s.Warning()
@@ -296,8 +307,35 @@ func TestMissingOptionalParameter(t *testing.T) {
 	if got := r.env()["GITHUB_TOKEN"]; got != "ghp_new" {
 		t.Errorf("GITHUB_TOKEN = %q, want ghp_new", got)
 	}
-	if got := s.Disabled(); !slices.Equal(got, []string{"alertmanager", "slack-relay"}) {
+	if got := r.disabled(); !slices.Equal(got, []string{"alertmanager", "slack-relay"}) {
 		t.Errorf("Disabled() = %v", got)
+	}
+}
+
+// An optional value that only goes to a file leaves its services out when
+// absent, exactly as one bound for .env does: the compose step reads the
+// file's absence, the env step warns of it.
+func TestMissingOptionalFileOnly(t *testing.T) {
+	r := newRig(t)
+	r.vars["ALERT_WEBHOOK"] = config.EnvVar{Parameter: "/mon/alert/webhook", Optional: true, Env: &no,
+		File: "alertmanager/secrets/webhook", Services: []string{"alertmanager"}}
+	s := r.converge(nil)
+	if got, want := r.disabled(), []string{"alertmanager", "github-actions-exporter"}; !slices.Equal(got, want) {
+		t.Errorf("disabled = %v, want %v", got, want)
+	}
+	if w := s.Warning(); !strings.Contains(w, "/mon/alert/webhook") || !strings.Contains(w, "alertmanager is left out") {
+		t.Errorf("Warning() = %q; want it to name /mon/alert/webhook and alertmanager", w)
+	}
+	r.params.stored["/mon/alert/webhook"] = "https://hooks.example/x"
+	r.converge(s.Memo())
+	if got, want := r.disabled(), []string{"github-actions-exporter"}; !slices.Equal(got, want) {
+		t.Errorf("disabled once the webhook exists = %v, want %v", got, want)
+	}
+	// Deleted again: its file goes, and with it the service.
+	delete(r.params.stored, "/mon/alert/webhook")
+	r.converge(s.Memo())
+	if got, want := r.disabled(), []string{"alertmanager", "github-actions-exporter"}; !slices.Equal(got, want) {
+		t.Errorf("disabled once the webhook is deleted = %v, want %v", got, want)
 	}
 }
 
@@ -521,7 +559,7 @@ func TestEveryValueRegistered(t *testing.T) {
 	}
 	sec := &recorder{}
 	r := &rig{t: t, root: t.TempDir(), vars: vars(), secrets: sec}
-	s := New(Options{Root: r.root, Dir: stackDir, Vars: r.vars, Params: ssmparam.New(api, sec), Secrets: sec})
+	s := New(Options{Root: r.root, Dir: stackDir, Vars: r.vars, Params: ssmparam.New(api, sec), Secrets: sec, Seal: testKey})
 	if err := s.Apply(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/imds"
 	"github.com/monagent/monagent/internal/logging"
+	"github.com/monagent/monagent/internal/seal"
 	"github.com/monagent/monagent/internal/ssmparam"
 )
 
@@ -45,6 +46,9 @@ type Host struct {
 	Log    *zap.Logger
 	// Secrets learns every secret value the steps come across.
 	Secrets *logging.Redactor
+	// Seal keys the digests of secret-bearing files the state keeps; the
+	// converging verbs load it.
+	Seal *seal.Key
 }
 
 // Options are what the phase starts from.

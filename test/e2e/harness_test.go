@@ -67,6 +67,10 @@ type host struct {
 	// until limits bootstrap and reconcile to the infrastructure half
 	// (--until signal) unless a test clears it to run the whole stack.
 	until string
+	// project is the Compose project of the stack tests.
+	project string
+	// extraEnv is added to monagent's environment: what a shell would leak.
+	extraEnv []string
 }
 
 // template for the stack whose ASG waits for the bootstrap signal.
@@ -131,12 +135,16 @@ type hostOptions struct {
 	data     string // awssim's state; "" for a fresh one. The same data is the same account.
 	instance string // the instance id IMDS reports; "" for the default
 	files    string // directory awssim serves under /_files/
+	project  string // Compose project of a stack test; "" for monitoring
 }
 
 // startHost starts awssim on a fresh host root.
 func startHost(t *testing.T, o hostOptions) *host {
 	t.Helper()
-	h := &host{t: t, root: t.TempDir(), until: "signal"}
+	h := &host{t: t, root: t.TempDir(), until: "signal", project: o.project}
+	if h.project == "" {
+		h.project = project
+	}
 	if err := os.MkdirAll(filepath.Join(h.root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -204,10 +212,11 @@ func (h *host) stop() {
 }
 
 func (h *host) env() []string {
-	return append(os.Environ(),
+	env := append(os.Environ(),
 		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=eu-west-1",
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
 		"AWS_ENDPOINT_URL="+h.url, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+h.url)
+	return append(env, h.extraEnv...)
 }
 
 type result struct {

@@ -98,6 +98,24 @@ func seedFixture(t *testing.T) string {
 	return p
 }
 
+// seedBundle is the seed stack with node-exporter's textfile mount made
+// relative to the stack directory: on an instance, /opt/monitoring/... is
+// the stack directory; under --root, only ./... leads there. The mount's
+// source is then the textfile link monagent keeps, as on an instance.
+func seedBundle(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "bundle")
+	run(t, "cp", "-a", seedFixture(t), dir)
+	compose := filepath.Join(dir, "docker-compose.yml")
+	const abs = "- /opt/monitoring/node-exporter/textfile:"
+	b := readFile(t, compose)
+	if !strings.Contains(b, abs) {
+		t.Fatalf("the fixture's node-exporter no longer mounts %s", abs)
+	}
+	writeFile(t, compose, strings.Replace(b, abs, "- ./node-exporter/textfile:", 1))
+	return dir
+}
+
 const grafanaPassword = `demo-Grafana-pa$$word "q" \ x`
 
 // stackScenario is the seed guide's account: the volume, the discovery
@@ -124,7 +142,8 @@ s3:
 `, volumeID, volumeID, stackName, indent(stackTemplate, "        "), bundleDir)
 }
 
-// stackConfig adds the application half to baseConfig.
+// stackConfig adds the application half to baseConfig; the settle time is
+// cut to keep the suite short, still longer than a crash the tests stage.
 func stackConfig(h *host, sum, extra string) string {
 	return fmt.Sprintf(baseConfig, "30s") + fmt.Sprintf(`docker:
   user: ""
@@ -134,11 +153,13 @@ func stackConfig(h *host, sum, extra string) string {
     url: %s/_files/docker-compose
     sha256: %q
 compose:
+  project: %s
   health_timeout: 120s
+  settle: 5s
 smoke:
   min_dashboards: 7
   optional_datasources: [CloudWatch, Steampipe]
-`, h.url, sum) + extra
+`, h.url, sum, h.project) + extra
 }
 
 // newStackHost starts a host whose configuration runs the whole stack.
@@ -179,7 +200,7 @@ func (h *host) stackDir() string { return filepath.Join(h.root, "opt/monitoring"
 // would; its data stays on the data volume. keepVolumes leaves Docker's
 // volume objects too.
 func (h *host) composeDown(keepVolumes bool) {
-	args := []string{"compose", "--project-name", project, "--project-directory", h.stackDir(), "down", "--timeout", "5"}
+	args := []string{"compose", "--project-name", h.project, "--project-directory", h.stackDir(), "down", "--timeout", "5"}
 	if !keepVolumes {
 		args = append(args, "--volumes")
 	}
@@ -232,7 +253,7 @@ var seedServices = []string{"grafana", "loki", "node-exporter", "prometheus", "p
 // nothing; then the GitHub token added, which starts the exporter alone.
 func TestStackBootstrapAndReconcile(t *testing.T) {
 	lockSeedStack(t)
-	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(seedFixture(t))}, "")
+	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(seedBundle(t))}, "")
 	h.clearCalls()
 	r := h.mustConverge("bootstrap")
 	t.Logf("bootstrap to a running stack: %v", r.elapsed)
@@ -312,6 +333,35 @@ func TestStackBootstrapAndReconcile(t *testing.T) {
 	if !sameContainers(got, after, seedServices) {
 		t.Errorf("adding the token recreated other services:\nbefore %+v\nafter  %+v", got, after)
 	}
+
+	// The optional token goes again: the exporter's container goes with
+	// it, rather than running on with a value that is no longer there.
+	if _, err := ssm.NewFromConfig(h.awsConfig()).DeleteParameter(context.Background(),
+		&ssm.DeleteParameterInput{Name: aws.String("/monitoring-production/github/api-token")}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge("reconcile")
+	after = containers(t, project)
+	if c, ok := after["github-actions-exporter"]; ok {
+		t.Errorf("the exporter's container is still there once its token is gone: %+v", c)
+	}
+	if !sameContainers(got, after, seedServices) {
+		t.Errorf("removing the token recreated other services:\nbefore %+v\nafter  %+v", got, after)
+	}
+
+	// The run's metrics reach node-exporter through the textfile link, a
+	// bind source under the stack directory.
+	_, b := httpGet(t, "http://127.0.0.1:9100/metrics", "", "")
+	if !strings.Contains(string(b), "monagent_") {
+		t.Errorf("node-exporter serves no monagent_ metrics:\n%.2000s", b)
+	}
+	// The state file keeps no bare digest of .env to test guesses against.
+	envBytes, _ := os.ReadFile(envPath)
+	bare := sha256.Sum256(envBytes)
+	if st := readFile(t, filepath.Join(h.root, "var/lib/monagent/state.json")); strings.Contains(st, hex.EncodeToString(bare[:])) {
+		t.Error("the state file holds the bare SHA-256 of .env")
+	}
+	checkFile(t, filepath.Join(h.root, "var/lib/monagent/seal.key"), 0o600, 0, 0)
 
 	// The seed's six categories pass on the running stack.
 	r = h.monagent("smoke")
@@ -394,7 +444,7 @@ func httpPost(t *testing.T, url, user, password string, body []byte) int {
 func TestStackSurvivesReplacement(t *testing.T) {
 	lockSeedStack(t)
 	data := t.TempDir()
-	old, _ := newStackHost(t, hostOptions{scenario: stackScenario(seedFixture(t)), data: data}, "")
+	old, _ := newStackHost(t, hostOptions{scenario: stackScenario(seedBundle(t)), data: data}, "")
 	old.mustConverge("bootstrap")
 	env := readEnv(t, filepath.Join(old.stackDir(), ".env"))
 	user, password := env["GRAFANA_ADMIN_USER"], env["GRAFANA_ADMIN_PASSWORD"]
@@ -463,11 +513,10 @@ func TestEnvValueReachesContainer(t *testing.T) {
     environment:
       - WEIRD=${WEIRD}
 `)
-	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(bundle)}, "env:\n  WEIRD: {parameter: /monitoring-production/weird}\n")
-	writeFile(t, h.config, strings.Replace(readFile(t, h.config), "compose:\n", "compose:\n  project: envcheck\n", 1))
-	t.Cleanup(func() {
-		_ = exec.Command("sh", "-c", "docker rm -f $(docker ps -aq --filter label=com.docker.compose.project=envcheck)").Run()
-	})
+	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(bundle), project: "envcheck"},
+		"env:\n  WEIRD: {parameter: /monitoring-production/weird}\n")
+	// What a shell or a unit's Environment= would leak does not override .env.
+	h.extraEnv = []string{"WEIRD=from the shell", "COMPOSE_PROFILES=debug", "COMPOSE_PROJECT_NAME=other"}
 	putParameter(t, h, "/monitoring-production/weird", weird, false)
 	h.mustConverge("bootstrap")
 	c := containers(t, "envcheck")["tempo"]
@@ -501,14 +550,85 @@ func TestCrashingServiceIsNamed(t *testing.T) {
     environment:
       - PORT=9101
 `)
-	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(bundle)}, "")
-	writeFile(t, h.config, strings.Replace(readFile(t, h.config), "compose:\n", "compose:\n  project: crashcheck\n", 1))
-	t.Cleanup(func() {
-		_ = exec.Command("sh", "-c", "docker rm -f $(docker ps -aq --filter label=com.docker.compose.project=crashcheck)").Run()
-	})
+	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(bundle), project: "crashcheck"}, "")
 	r := h.monagent("bootstrap")
 	if r.code == 0 || !strings.Contains(r.stderr, "service exporter") || !strings.Contains(r.stderr, "could not read private key") {
 		t.Fatalf("exit %d, want a failure naming the service with its log lines:\n%s", r.code, r.stderr)
+	}
+}
+
+// crasherImage builds the image of a service that fails CRASH_AFTER after
+// it starts: a static program on scratch, as the rig's images are.
+var crasherImage = sync.OnceValues(func() (string, error) {
+	const tag = "monagent-e2e/crasher:1"
+	dir, err := os.MkdirTemp("", "crasher-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "crasher"), "./testdata/crasher")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build crasher: %v\n%s", err, out)
+	}
+	df := "FROM scratch\nCOPY crasher /crasher\nENTRYPOINT [\"/crasher\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		return "", err
+	}
+	img := exec.Command("docker", "build", "-q", "-t", tag, dir)
+	img.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	if out, err := img.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("docker build crasher: %v\n%s", err, out)
+	}
+	return tag, nil
+})
+
+// crasherHost is a stack of one service that fails after crashAfter,
+// restarting, in project name.
+func crasherHost(t *testing.T, name, crashAfter string) *host {
+	t.Helper()
+	if _, err := dockerRig(); err != nil {
+		t.Fatal(err)
+	}
+	tag, err := crasherImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := t.TempDir()
+	writeFile(t, filepath.Join(bundle, "docker-compose.yml"), fmt.Sprintf(`services:
+  upstream-sync:
+    image: %s
+    restart: unless-stopped
+    environment:
+      - CRASH_AFTER=%s
+`, tag, crashAfter))
+	h, _ := newStackHost(t, hostOptions{scenario: stackScenario(bundle), project: name}, "")
+	return h
+}
+
+// A service that dies a few seconds after it starts, well after it first
+// shows as running, is a restart loop, not a running service: the step
+// waits compose.settle (5s here) and names it.
+func TestLateCrashIsARestartLoop(t *testing.T) {
+	h := crasherHost(t, "latecrash", "3s")
+	r := h.monagent("bootstrap")
+	if r.code == 0 || !strings.Contains(r.stderr, "service upstream-sync") || !strings.Contains(r.stderr, "lost the upstream connection") {
+		t.Fatalf("exit %d, want a failure naming the service with its last log lines:\n%s", r.code, r.stderr)
+	}
+}
+
+// A service that crashed since the last run is not taken as converged:
+// the next run says so, and watches it settle again.
+func TestRestartSinceLastRunIsNoticed(t *testing.T) {
+	h := crasherHost(t, "slowcrash", "9s")
+	h.mustConverge("bootstrap")
+	waitForLong(t, 30*time.Second, func() bool { return containers(t, "slowcrash")["upstream-sync"].Restarts > 0 })
+	r := h.mustConverge("reconcile")
+	if !strings.Contains(r.stdout, "restarted 1 times since the last run") {
+		t.Errorf("the restart since the last run is not reported:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, `"step":"compose"`) || !strings.Contains(r.stdout, "stack up") {
+		t.Errorf("the stack was not watched again:\n%s", r.stdout)
 	}
 }
 
