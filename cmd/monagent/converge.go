@@ -64,9 +64,10 @@ func newApp(ctx context.Context, g *globals, stdout io.Writer) (*app, error) {
 // path puts an absolute host path under --root.
 func (a *app) path(p string) string { return filepath.Join(a.g.root, p) }
 
-func (a *app) store() *state.Store {
-	return &state.Store{Path: a.path("/var/lib/monagent/state.json")}
-}
+func (a *app) store() *state.Store { return &state.Store{Path: statePath(a.g.root)} }
+
+// statePath is the state file under --root.
+func statePath(root string) string { return filepath.Join(root, "/var/lib/monagent/state.json") }
 
 func (a *app) lockPath() string { return a.path("/run/monagent.lock") }
 
@@ -152,7 +153,7 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 		a.log.Warn("the state file could not be read back; it was moved aside and every step is checked against the host",
 			zap.String("state", store.Path), zap.String("moved_to", recovered.MovedTo), zap.NamedError("cause", recovered.Cause))
 	}
-	st.LastRun, st.Mode = start, mode
+	st.LastRun, st.Mode, st.InstanceID = start, mode, h.Identity.InstanceID
 	a.textfileLink(h)
 	// One batched SSM read for every parameter the steps will ask for.
 	if err := h.Params.Prefetch(ctx, h.Parameters()); err != nil {
@@ -207,7 +208,8 @@ func (a *app) signalFailure(h *host.Host, table []stepDef, run *state.State, run
 
 // writeMetrics leaves the run's result for node-exporter.
 func (a *app) writeMetrics(h *host.Host, st *state.State) {
-	if err := metrics.Write(h.Path(h.Config.Metrics.TextfileDir), st); err != nil {
+	info := metrics.Info{InstanceID: h.Identity.InstanceID, Version: version}
+	if err := metrics.Write(h.Path(h.Config.Metrics.TextfileDir), st, info); err != nil {
 		a.log.Warn("metrics textfile not written", zap.Error(err))
 	}
 }

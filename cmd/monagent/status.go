@@ -4,65 +4,47 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
-	"sort"
-	"text/tabwriter"
-	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
+	"github.com/monagent/monagent/internal/command"
+	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/host"
 	"github.com/monagent/monagent/internal/state"
+	"github.com/monagent/monagent/internal/status"
 )
 
 func statusCmd(g *globals, stdout io.Writer) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "status",
-		Short: "Show what each step last did (reads the state file; changes nothing)",
-		RunE: func(*cobra.Command, []string) error {
-			store := &state.Store{Path: filepath.Join(g.root, "/var/lib/monagent/state.json")}
-			st, err := store.Load()
+		Short: "Show the host: the steps' last runs, the volume, the signal, Docker, the containers, .env keys, the boot timeline (changes nothing, calls no AWS)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(g.configPath)
 			if err != nil {
 				return err
 			}
+			st, err := (&state.Store{Path: statePath(g.root)}).Load()
+			if err != nil {
+				return err
+			}
+			docker, err := client.New(client.FromEnv)
+			if err != nil {
+				return fmt.Errorf("docker client (DOCKER_HOST, DOCKER_CERT_PATH): %w", err)
+			}
+			defer docker.Close()
+			h := &host.Host{Root: g.root}
+			rep := status.Gather(cmd.Context(), status.Options{Root: g.root, Config: cfg, State: st, Docker: docker,
+				Run: command.Exec{Redact: g.secrets.Redact}, ComposeEnv: h.ComposeEnv()})
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return enc.Encode(rep)
 			}
-			return printStatus(stdout, st)
+			return status.Render(stdout, rep)
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print the state as JSON")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (schema: docs/status.md)")
 	return c
-}
-
-func printStatus(w io.Writer, st *state.State) error {
-	if len(st.Steps) == 0 {
-		_, err := fmt.Fprintln(w, "no run recorded yet: run `monagent reconcile`")
-		return err
-	}
-	fmt.Fprintf(w, "last run: %s (%s)\n", st.LastRun.UTC().Format(time.RFC3339), st.Mode)
-	names := make([]string, 0, len(st.Steps))
-	for n := range st.Steps {
-		names = append(names, n)
-	}
-	// Show steps in the order they last ran.
-	sort.Slice(names, func(i, j int) bool { return st.Steps[names[i]].Start.Before(st.Steps[names[j]].Start) })
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "STEP\tSTATUS\tLAST RUN\tDURATION\tATTEMPTS\tNOTE\n")
-	for _, n := range names {
-		r := st.Steps[n]
-		status := string(r.Status)
-		if r.Skipped && r.Status == state.Succeeded {
-			status = "converged (skipped)"
-		}
-		note := r.LastError
-		if note == "" {
-			note = r.Warning
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n, status, r.Start.UTC().Format(time.RFC3339),
-			r.Duration.Round(time.Millisecond), r.Attempts, note)
-	}
-	return tw.Flush()
 }

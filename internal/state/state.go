@@ -42,10 +42,13 @@ type Record struct {
 
 // State is the whole file.
 type State struct {
-	Version int                `json:"version"`
-	LastRun time.Time          `json:"last_run,omitempty"`
-	Mode    string             `json:"mode,omitempty"`
-	Steps   map[string]*Record `json:"steps"`
+	Version int       `json:"version"`
+	LastRun time.Time `json:"last_run,omitempty"`
+	Mode    string    `json:"mode,omitempty"`
+	// InstanceID is the instance of the last run: a replaced instance
+	// starts with a fresh root disk, so a different one is a restored disk.
+	InstanceID string             `json:"instance_id,omitempty"`
+	Steps      map[string]*Record `json:"steps"`
 }
 
 const version = 1

@@ -363,6 +363,8 @@ func TestStackBootstrapAndReconcile(t *testing.T) {
 	}
 	checkFile(t, filepath.Join(h.root, "var/lib/monagent/seal.key"), 0o600, 0, 0)
 
+	checkStatus(t, h)
+
 	// The seed's six categories pass on the running stack.
 	r = h.monagent("smoke")
 	if r.code != 0 || !strings.Contains(r.stdout, "Results: ") || strings.Contains(r.stdout, "FAIL") {
@@ -372,6 +374,56 @@ func TestStackBootstrapAndReconcile(t *testing.T) {
 		if !strings.Contains(r.stdout, cat) {
 			t.Errorf("smoke has no %s check:\n%s", cat, r.stdout)
 		}
+	}
+}
+
+// checkStatus reads status of a converged stack host, as text and JSON.
+func checkStatus(t *testing.T, h *host) {
+	t.Helper()
+	text := h.mustConverge("status").stdout
+	flat := strings.Join(strings.Fields(text), " ")
+	for _, want := range []string{"(reconcile): converged in", "instance " + instanceID, volumeID + " on /dev/",
+		"SUCCESS sent for " + instanceID, "compose 5.6.0", ".env /opt/monitoring/.env (0600): GRAFANA_ADMIN_PASSWORD, GRAFANA_ADMIN_USER",
+		"prometheus prometheus running", "critical path packages → volume"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("status does not say %q:\n%s", want, text)
+		}
+	}
+	js := h.mustConverge("status", "--json").stdout
+	for _, out := range []string{text, js} {
+		if strings.Contains(out, grafanaPassword) || strings.Contains(out, strings.ReplaceAll(grafanaPassword, `"`, `\"`)) {
+			t.Fatalf("status shows the Grafana password:\n%s", out)
+		}
+	}
+	var rep struct {
+		Schema int
+		Result string
+		Volume struct {
+			Mounted     bool
+			UUID        string
+			MountedUUID string `json:"mounted_uuid"`
+		}
+		Containers []struct {
+			Service, State string
+			Restarts       int
+		}
+		Timeline struct {
+			Entries      []struct{ Step string }
+			CriticalPath []string `json:"critical_path"`
+		}
+	}
+	if err := json.Unmarshal([]byte(js), &rep); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, js)
+	}
+	running := 0
+	for _, c := range rep.Containers {
+		if c.State == "running" && c.Restarts == 0 {
+			running++
+		}
+	}
+	if rep.Schema != 1 || rep.Result != "converged" || !rep.Volume.Mounted || rep.Volume.UUID == "" || rep.Volume.UUID != rep.Volume.MountedUUID ||
+		running < len(seedServices) || len(rep.Timeline.Entries) == 0 || len(rep.Timeline.CriticalPath) == 0 {
+		t.Errorf("status --json: %+v\n%s", rep, js)
 	}
 }
 
