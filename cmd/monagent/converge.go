@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -105,14 +106,19 @@ func converge(ctx context.Context, g *globals, mode string, rf *runFlags, stdout
 	if err == nil {
 		st, err = a.runSteps(ctx, h, mode, table, engine.Options{Only: rf.only, Until: rf.until}, start, notify)
 	}
+	// The last STATUS= stays on `systemctl status monagent` until the next
+	// run: the outcome, and for a failure the step and its error.
+	d := time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		if mode == modeBootstrap {
 			a.signalFailure(h, table, st, err)
 		}
-		a.log.Error("run failed", zap.String("mode", mode), zap.Duration("duration", time.Since(start)), zap.Error(err))
+		notify.Status(fmt.Sprintf("%s failed after %v: %s", mode, d, firstLine(g.secrets.Redact(err.Error()))))
+		a.log.Error("run failed", zap.String("mode", mode), zap.Duration("duration", d), zap.Error(err))
 		return err
 	}
-	a.log.Info("run converged", zap.String("mode", mode), zap.Duration("duration", time.Since(start)))
+	notify.Status(fmt.Sprintf("%s converged in %v", mode, d))
+	a.log.Info("run converged", zap.String("mode", mode), zap.Duration("duration", d))
 	return nil
 }
 
@@ -247,4 +253,9 @@ func (n sdNotifier) send(state string) {
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		n.log.Debug("sd_notify failed", zap.Error(err))
 	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }

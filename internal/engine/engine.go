@@ -80,7 +80,6 @@ func (e *Engine) Run(ctx context.Context, st *state.State, opts Options) error {
 			return &StepError{Step: n.Name, Err: err}
 		}
 	}
-	e.status("converged")
 	return nil
 }
 

@@ -301,7 +301,7 @@ func TestNotifyAndDurations(t *testing.T) {
 	if err := run(t, e, context.Background(), Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(n.msgs, "|"); got != "step a: running|step a: done|converged" {
+	if got := strings.Join(n.msgs, "|"); got != "step a: running|step a: done" {
 		t.Fatalf("notifications %q", got)
 	}
 	st, _ := store.Load()
