@@ -26,3 +26,9 @@ clean:
 .PHONY: images
 images:
 	./rig/images/build.sh
+
+# .deb and .rpm, with the static binary, in dist/ (DIST=dir to change it):
+# packaging/build.sh, packaging/README.md.
+.PHONY: package
+package:
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' GO='$(GO)' DIST='$(DIST)' ./packaging/build.sh

@@ -14,6 +14,7 @@ have sfdisk /usr/sbin/sfdisk || need+=(fdisk)
 have curl /usr/bin/curl || need+=(curl)
 have systemd-analyze /usr/bin/systemd-analyze || need+=(systemd)
 have flock /usr/bin/flock || need+=(util-linux)
+have rpm /usr/bin/rpm || need+=(rpm)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup: installing ${need[*]}"
 	if [ "$(id -u)" -ne 0 ]; then
