@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/moby/moby/client"
@@ -15,6 +16,7 @@ import (
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/envfile"
+	"github.com/monagent/monagent/internal/metrics"
 	"github.com/monagent/monagent/internal/smoke"
 	"github.com/monagent/monagent/internal/state"
 )
@@ -61,6 +63,7 @@ func smokeCmd(g *globals, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			writeSmokeMetrics(cmd.ErrOrStderr(), g, cfg, rep)
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
@@ -120,6 +123,17 @@ func runSmoke(cmd *cobra.Command, g *globals, cfg *config.Config) (smoke.Report,
 		Docker:          docker,
 		Infrastructure:  smoke.Volume(cmd.Context(), g.root, cfg, uuid, run),
 	}), nil
+}
+
+// writeSmokeMetrics leaves the results per category for node-exporter,
+// beside the run's textfile. The report is what the operator asked for: a
+// textfile that cannot be written is a warning, never a change of the exit
+// code.
+func writeSmokeMetrics(stderr io.Writer, g *globals, cfg *config.Config, rep smoke.Report) {
+	dir := filepath.Join(g.root, cfg.Metrics.TextfileDir)
+	if err := metrics.WriteSmoke(dir, rep, time.Now()); err != nil {
+		fmt.Fprintf(stderr, "monagent: warning: smoke metrics not written for node-exporter: %v\n", err)
+	}
 }
 
 // readDotenv reads .env as Compose does; a missing or unreadable file is
