@@ -375,6 +375,47 @@ func TestStackBootstrapAndReconcile(t *testing.T) {
 			t.Errorf("smoke has no %s check:\n%s", cat, r.stdout)
 		}
 	}
+	smokeFailures(t, h)
+}
+
+// smokeFailures breaks the running stack one way at a time; smoke names
+// each with its line and exits 1. (A wrong filesystem at the mount point:
+// TestSmokeChecksTheVolumesFilesystem.)
+func smokeFailures(t *testing.T, h *host) {
+	config := readFile(t, h.config)
+	quick := strings.Replace(config, "smoke:\n", "smoke:\n  attempts: 1\n  timeout: 2s\n", 1)
+	tests := []struct {
+		name        string
+		break_, fix func()
+		want        []string
+	}{
+		{"disk over its threshold",
+			func() {
+				// 200 MiB of the 2 GiB volume: over 2% whatever the
+				// filesystem's own overhead.
+				run(t, "fallocate", "-l", "200M", filepath.Join(h.root, "data/filler"))
+				writeFile(t, h.config, strings.Replace(quick, "smoke:\n", "smoke:\n  disk_warn_percent: 1\n  disk_fail_percent: 2\n", 1))
+			},
+			func() { writeFile(t, h.config, config); run(t, "rm", filepath.Join(h.root, "data/filler")) },
+			[]string{"FAIL  [infrastructure] disk usage: " + filepath.Join(h.root, "data") + " is ", "(smoke.disk_fail_percent 2): Loki, Tempo and Prometheus will fail to write"}},
+		{"a stopped container",
+			func() { writeFile(t, h.config, quick); run(t, "docker", "stop", "--time", "5", "loki") },
+			func() { writeFile(t, h.config, config); run(t, "docker", "start", "loki") },
+			[]string{"FAIL  [containers] loki: exited (exit code ", "docker logs loki", "FAIL  [endpoints] loki /ready"}},
+	}
+	for _, tt := range tests {
+		tt.break_()
+		r := h.monagent("smoke")
+		tt.fix()
+		if r.code != 1 {
+			t.Errorf("%s: smoke exit %d, want 1:\n%s", tt.name, r.code, r.stdout)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(r.stdout, w) {
+				t.Errorf("%s: smoke does not say %q:\n%s", tt.name, w, r.stdout)
+			}
+		}
+	}
 }
 
 // checkStatus reads status of a converged stack host, as text and JSON.
