@@ -97,8 +97,11 @@ func converge(ctx context.Context, g *globals, mode string, rf *runFlags, stdout
 	if err := validateSelection(table, mode, rf); err != nil {
 		return usageError(err)
 	}
-	start := time.Now()
 	notify := sdNotifier{log: a.log}
+	if a.cfg.Example {
+		return a.unconfigured(mode, notify)
+	}
+	start := time.Now()
 	a.log.Info("run start", zap.String("mode", mode), zap.String("version", version), zap.String("root", g.root))
 	notify.Status("reading instance metadata")
 	h, err := a.discover(ctx)
@@ -119,6 +122,21 @@ func converge(ctx context.Context, g *globals, mode string, rf *runFlags, stdout
 	}
 	notify.Status(fmt.Sprintf("%s converged in %v", mode, d))
 	a.log.Info("run converged", zap.String("mode", mode), zap.Duration("duration", d))
+	return nil
+}
+
+// unconfigured is a run on the package's example configuration: the boot
+// unit's run on a first boot whose user-data writes the configuration
+// later does nothing, successfully; a bootstrap, which user-data runs to
+// converge this host, is refused.
+func (a *app) unconfigured(mode string, notify sdNotifier) error {
+	msg := fmt.Sprintf("%s is the package's example configuration (example: true): write this host's configuration there, "+
+		"without that line (user-data does, or the AMI bake)", a.g.configPath)
+	if mode == modeBootstrap {
+		return usageError(errors.New(msg))
+	}
+	a.log.Warn("not configured: nothing done", zap.String("config", a.g.configPath), zap.String("fix", msg))
+	notify.Status("not configured: " + msg)
 	return nil
 }
 

@@ -102,7 +102,8 @@ func TestLoadExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Defaults()
-	want.Stack.Name = "Monitoring-Compute-production" // the one key the example sets
+	want.Stack.Name = "Monitoring-Compute-production" // the keys the example sets
+	want.Example = true
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("example config differs from the defaults:\n got %+v\nwant %+v", got, want)
 	}

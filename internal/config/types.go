@@ -21,6 +21,11 @@ type Config struct {
 	Metrics   Metrics           `yaml:"metrics"`
 	Smoke     Smoke             `yaml:"smoke"`
 	AWS       AWS               `yaml:"aws"`
+	// Example marks the file the package installs: monagent changes
+	// nothing while it is set. On a first boot the unit runs before
+	// user-data has written the host's configuration; it must not act on
+	// the example's environment (another stack's volume and secrets).
+	Example bool `yaml:"example"`
 }
 
 // Stack names the CloudFormation resource that waits for the bootstrap signal.

@@ -17,6 +17,9 @@ func Render(w io.Writer, r Report) error {
 	} else {
 		fmt.Fprintf(tw, "last run\t%s (%s): %s in %.1fs\n", r.LastRun.UTC().Format(time.RFC3339), r.Mode, r.Result, r.Timeline.TotalSeconds)
 	}
+	if r.Example {
+		fmt.Fprintln(tw, "config\tthe package's example (example: true): runs do nothing until this host's configuration replaces it")
+	}
 	facts(tw, r)
 	if len(r.Steps) > 0 {
 		fmt.Fprintln(tw, "\nSTEP\tSTATUS\tLAST RUN\tDURATION\tATTEMPTS\tNOTE")

@@ -33,10 +33,13 @@ const probeTimeout = 5 * time.Second
 // Report is everything status shows; its JSON form is documented in
 // docs/status.md.
 type Report struct {
-	Schema     int         `json:"schema"`
-	LastRun    *time.Time  `json:"last_run,omitempty"`
-	Mode       string      `json:"mode,omitempty"`
-	Result     string      `json:"result"`
+	Schema  int        `json:"schema"`
+	LastRun *time.Time `json:"last_run,omitempty"`
+	Mode    string     `json:"mode,omitempty"`
+	Result  string     `json:"result"`
+	// Example: the configuration is the package's example, on which runs
+	// do nothing.
+	Example    bool        `json:"example"`
 	InstanceID string      `json:"instance_id,omitempty"`
 	Volume     Volume      `json:"volume"`
 	Signal     Signal      `json:"signal"`
@@ -141,7 +144,7 @@ type Options struct {
 // an error: status must answer on a broken host.
 func Gather(ctx context.Context, o Options) Report {
 	st := o.State
-	r := Report{Schema: Schema, Mode: st.Mode, InstanceID: st.InstanceID, Containers: []Container{}}
+	r := Report{Schema: Schema, Mode: st.Mode, InstanceID: st.InstanceID, Example: o.Config.Example, Containers: []Container{}}
 	if !st.LastRun.IsZero() {
 		t := st.LastRun
 		r.LastRun = &t

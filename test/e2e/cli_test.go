@@ -89,3 +89,27 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// The configuration the package installs is an example: the boot unit's
+// reconcile on it does nothing and succeeds (on a first boot it runs
+// before user-data writes the host's configuration), bootstrap refuses.
+// Neither calls AWS: the example names another environment's stack.
+func TestExampleConfigurationDoesNothing(t *testing.T) {
+	h := newHost(t, scenario("", ""), "30s")
+	writeFile(t, h.config, readFile(t, "../../packaging/config.example.yaml"))
+	h.clearCalls()
+	r := h.monagent("reconcile")
+	if r.code != 0 || !strings.Contains(r.stdout, "not configured: nothing done") || !strings.Contains(r.stdout, "example: true") {
+		t.Fatalf("reconcile on the example: exit %d, want 0 with a notice\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = h.monagent("bootstrap")
+	if r.code != 2 || !strings.Contains(r.stderr, "the package's example configuration") {
+		t.Fatalf("bootstrap on the example: exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if n := h.countCalls(); len(n) != 0 {
+		t.Fatalf("AWS calls on the example configuration: %v", n)
+	}
+	if _, err := os.Stat(filepath.Join(h.root, "var/lib/monagent/state.json")); err == nil {
+		t.Fatal("a state file was written")
+	}
+}
