@@ -106,6 +106,10 @@ func TestExampleConfigurationDoesNothing(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "the package's example configuration") {
 		t.Fatalf("bootstrap on the example: exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	r = h.monagent("doctor")
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL  config: "+h.config+" is the package's example configuration") {
+		t.Fatalf("doctor on the example: exit %d, want 1 naming the file\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if n := h.countCalls(); len(n) != 0 {
 		t.Fatalf("AWS calls on the example configuration: %v", n)
 	}
