@@ -39,6 +39,9 @@ type app struct {
 	cfg *config.Config // as loaded: instance placeholders not yet filled
 	log *zap.Logger
 	aws aws.Config
+	// failureHandled: this run's failure was already considered for the
+	// FAILURE signal, the moment its step failed.
+	failureHandled bool
 }
 
 func newApp(ctx context.Context, g *globals, stdout io.Writer) (*app, error) {
@@ -150,12 +153,18 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 		return nil, err
 	}
 	h.Seal = key
+	var st *state.State
 	eng := &engine.Engine{
 		Nodes:  nodes(table, mode, h),
 		Store:  a.store(),
 		Log:    a.log,
 		Notify: notify,
 		Redact: a.g.secrets.Redact,
+	}
+	if mode == modeBootstrap {
+		// At once, while the steps beside the failed one finish: called
+		// from the engine's goroutine, the only one that touches st.
+		eng.OnFailure = func(se *engine.StepError) { a.signalFailure(h, table, st, se) }
 	}
 	if err := eng.Validate(opts); err != nil {
 		// The name is a step, but this configuration turns it off.
@@ -198,6 +207,10 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 // and a file that cannot be read sends nothing, rather than a FAILURE
 // after a SUCCESS.
 func (a *app) signalFailure(h *host.Host, table []stepDef, run *state.State, runErr error) {
+	if a.failureHandled {
+		return
+	}
+	a.failureHandled = true
 	if h == nil {
 		a.log.Error("cannot send the FAILURE signal: the instance id is unknown (instance metadata failed); "+
 			"CloudFormation will wait for its timeout", zap.String("stack", a.cfg.Stack.Name))

@@ -36,7 +36,7 @@ func statusCmd(g *globals, stdout io.Writer) *cobra.Command {
 			defer docker.Close()
 			h := &host.Host{Root: g.root}
 			rep := status.Gather(cmd.Context(), status.Options{Root: g.root, Config: cfg, State: st, Docker: docker,
-				Run: command.Exec{Redact: g.secrets.Redact}, ComposeEnv: h.ComposeEnv()})
+				Run: command.Exec{Redact: g.secrets.Redact}, ComposeEnv: h.ComposeEnv(), Needs: stepNeeds(stepTable())})
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")

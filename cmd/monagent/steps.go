@@ -46,7 +46,11 @@ type stepDef struct {
 	budget func(*host.Host) time.Duration
 }
 
-// stepTable lists the steps in the order they run.
+// stepTable lists the steps; a step needs only steps listed before it.
+// Each starts as soon as the steps it needs have converged: the Docker
+// install and the bundle download run beside the volume, and the signal
+// never waits on Docker. The docker step needs packages because both use
+// the package manager, which takes one install at a time.
 //
 // SUCCESS goes out right after the volume, before any Docker work, from
 // whichever run gets there first on an instance: bootstrap (user-data) or
@@ -59,7 +63,7 @@ func stepTable() []stepDef {
 		{name: "volume", modes: bothModes, beforeSignal: true, build: volumeStep, budget: volumeBudget},
 		{name: "signal", modes: bothModes, needs: []string{"packages", "volume"},
 			enabled: func(h *host.Host) bool { return h.Config.Stack.Signals() }, build: signalStep, budget: awsBudget},
-		{name: "docker", modes: bothModes, build: dockerStep, budget: dockerBudget},
+		{name: "docker", modes: bothModes, needs: []string{"packages"}, build: dockerStep, budget: dockerBudget},
 		{name: "docker-ready", modes: bothModes, needs: []string{"docker"}, build: dockerReadyStep,
 			budget: func(h *host.Host) time.Duration { return h.Config.Docker.ReadyTimeout.Duration + time.Minute }},
 		{name: "bundle", modes: bothModes, build: bundleStep, budget: fixed(15 * time.Minute)},
@@ -189,6 +193,15 @@ func nodes(table []stepDef, mode string, h *host.Host) []engine.Node {
 			continue
 		}
 		out = append(out, engine.Node{Name: d.name, Needs: d.needs, Step: d.build(h), Budget: d.budget(h)})
+	}
+	return out
+}
+
+// stepNeeds maps each step to the steps it needs.
+func stepNeeds(table []stepDef) map[string][]string {
+	out := map[string][]string{}
+	for _, d := range table {
+		out[d.name] = d.needs
 	}
 	return out
 }

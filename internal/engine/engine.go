@@ -30,6 +30,10 @@ type Engine struct {
 	Now    func() time.Time // optional, for tests
 	// Redact masks secrets in what reaches the state file.
 	Redact func(string) string
+	// OnFailure, when set, is called as soon as a step fails, while the
+	// steps already running go on: a failure before the signal is told to
+	// CloudFormation at once, not after a Docker install beside it ends.
+	OnFailure func(*StepError)
 }
 
 // Options select which steps run.
@@ -47,14 +51,24 @@ type StepError struct {
 func (e *StepError) Error() string { return fmt.Sprintf("step %s: %v", e.Step, e.Err) }
 func (e *StepError) Unwrap() error { return e.Err }
 
-// Validate checks opts against the steps, for exit code 2 before any work
-// starts.
+// Validate checks the steps and opts, for exit code 2 before any work
+// starts. A step may only need steps listed before it: the table's order is
+// then one the steps can run in, and no set of needs can wait on itself.
 func (e *Engine) Validate(opts Options) error {
 	names := make(map[string]bool, len(e.Nodes))
 	all := make([]string, 0, len(e.Nodes))
 	for _, n := range e.Nodes {
 		names[n.Name] = true
 		all = append(all, n.Name)
+	}
+	seen := map[string]bool{}
+	for _, n := range e.Nodes {
+		for _, need := range n.Needs {
+			if names[need] && !seen[need] {
+				return fmt.Errorf("step %s needs %s, which is not listed before it", n.Name, need)
+			}
+		}
+		seen[n.Name] = true
 	}
 	for _, n := range append(append([]string(nil), opts.Only...), opts.Until) {
 		if n != "" && !names[n] {
@@ -64,23 +78,17 @@ func (e *Engine) Validate(opts Options) error {
 	return nil
 }
 
-// Run converges the host from st, the state loaded under the run lock. It
-// stops at the first failing step and returns a *StepError; st and the
-// state file record every step it touched.
+// Run converges the host from st, the state loaded under the run lock.
+// Each selected step starts as soon as the selected steps it needs have
+// converged, so independent steps run side by side. After a failure no
+// step starts; those already running finish, so that no step is cut off
+// halfway by another's failure. Run returns the first failure as a
+// *StepError; st and the state file record every step that ran.
 func (e *Engine) Run(ctx context.Context, st *state.State, opts Options) error {
 	if err := e.Validate(opts); err != nil {
 		return err
 	}
-	for _, n := range e.selected(opts) {
-		err := e.runStep(ctx, st, n)
-		if serr := e.Store.Save(st); serr != nil {
-			return fmt.Errorf("save state after step %s: %w", n.Name, serr)
-		}
-		if err != nil {
-			return &StepError{Step: n.Name, Err: err}
-		}
-	}
-	return nil
+	return e.newPass(st, e.selected(opts)).run(ctx)
 }
 
 func (e *Engine) selected(opts Options) []Node {
@@ -100,19 +108,11 @@ func (e *Engine) selected(opts Options) []Node {
 	return out
 }
 
-func (e *Engine) runStep(ctx context.Context, st *state.State, n Node) error {
-	rec := st.Steps[n.Name]
-	if rec == nil {
-		rec = &state.Record{}
-		st.Steps[n.Name] = rec
-	}
+// runStep converges one step on rec, its record, which the pass puts back
+// into the state when the step ends: only the pass touches the state.
+func (e *Engine) runStep(ctx context.Context, n Node, rec *state.Record, start time.Time) error {
 	log := e.Log.With(zap.String("step", n.Name))
-	start := e.now()
 	log.Info("step start")
-	e.status("step " + n.Name + ": running")
-	if e.Notify != nil && n.Budget > 0 {
-		e.Notify.Extend(n.Budget)
-	}
 
 	skipped, err := e.converge(ctx, n.Step, rec, log)
 
@@ -125,15 +125,12 @@ func (e *Engine) runStep(ctx context.Context, st *state.State, n Node) error {
 	case err == nil:
 		rec.Status, rec.LastError, rec.LastSuccess = state.Succeeded, "", start
 		log.Info("step finish", zap.Duration("duration", d), zap.Bool("skipped", skipped))
-		e.status("step " + n.Name + ": done")
 	case ctx.Err() != nil:
 		rec.Status, rec.LastError = state.Interrupted, e.redact(err.Error())
 		log.Warn("step interrupted", zap.Duration("duration", d), zap.Error(err))
-		e.status("step " + n.Name + ": interrupted")
 	default:
 		rec.Status, rec.LastError = state.Failed, e.redact(err.Error())
 		log.Error("step failed", zap.Duration("duration", d), zap.Error(err))
-		e.status("step " + n.Name + ": failed: " + firstLine(rec.LastError))
 	}
 	return err
 }

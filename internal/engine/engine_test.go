@@ -71,6 +71,27 @@ func nodes(steps ...*fakeStep) []Node {
 	return out
 }
 
+// fakeClock is a clock the steps move, read from the engine's goroutine.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// chain makes each step need the one before it.
+func chain(e *Engine) *Engine {
+	for i := 1; i < len(e.Nodes); i++ {
+		e.Nodes[i].Needs = []string{e.Nodes[i-1].Name}
+	}
+	return e
+}
+
 func newEngine(t *testing.T, steps ...*fakeStep) (*Engine, *state.Store) {
 	t.Helper()
 	store := &state.Store{Path: filepath.Join(t.TempDir(), "state.json")}
@@ -162,6 +183,7 @@ func TestFailureStopsAndIsRecorded(t *testing.T) {
 	b := &fakeStep{name: "b", fp: "2", applyErr: errors.New("disk on fire")}
 	c := &fakeStep{name: "c", fp: "3"}
 	e, store := newEngine(t, a, b, c)
+	chain(e)
 	n := &notes{}
 	e.Notify = n
 	err := run(t, e, context.Background(), Options{})
@@ -202,6 +224,7 @@ func TestInterruptIsRecorded(t *testing.T) {
 	}}
 	next := &fakeStep{name: "next", fp: "2"}
 	e, store := newEngine(t, s, next)
+	chain(e)
 	err := run(t, e, ctx, Options{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
@@ -293,15 +316,15 @@ func TestMemoPersistsAcrossRuns(t *testing.T) {
 
 func TestNotifyAndDurations(t *testing.T) {
 	n := &notes{}
-	clock := time.Unix(0, 0)
-	s := &fakeStep{name: "a", fp: "1", applyFunc: func(context.Context) error { clock = clock.Add(3 * time.Second); return nil }}
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	s := &fakeStep{name: "a", fp: "1", applyFunc: func(context.Context) error { clock.add(3 * time.Second); return nil }}
 	e, store := newEngine(t, s)
 	e.Notify = n
-	e.Now = func() time.Time { return clock }
+	e.Now = clock.now
 	if err := run(t, e, context.Background(), Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(n.msgs, "|"); got != "step a: running|step a: done" {
+	if got := strings.Join(n.msgs, "|"); got != "running: a|1 of 1 steps converged" {
 		t.Fatalf("notifications %q", got)
 	}
 	st, _ := store.Load()
@@ -336,5 +359,126 @@ func TestMemoKeptWhenStoppedAfterApply(t *testing.T) {
 	r := st.Steps["signal"]
 	if r.Status != state.Interrupted || r.Memo["applied"] != "[REDACTED]" {
 		t.Fatalf("record %+v: want interrupted with the memo kept, secrets masked", r)
+	}
+}
+
+// Steps that need nothing of each other run at the same time: each waits
+// in Apply until the other has started too.
+func TestIndependentStepsRunTogether(t *testing.T) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	together := func(context.Context) error {
+		wg.Done()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-time.After(5 * time.Second):
+			return errors.New("the other step never started")
+		}
+	}
+	a := &fakeStep{name: "docker", fp: "1", applyFunc: together}
+	b := &fakeStep{name: "volume", fp: "2", applyFunc: together}
+	e, _ := newEngine(t, a, b)
+	if err := run(t, e, context.Background(), Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A step starts only once every step it needs has converged, and as soon
+// as they have.
+func TestNeedsOrderSteps(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	note := func(s string) func(context.Context) error {
+		return func(context.Context) error {
+			mu.Lock()
+			events = append(events, s)
+			mu.Unlock()
+			return nil
+		}
+	}
+	slow := func(context.Context) error { time.Sleep(50 * time.Millisecond); return note("volume")(nil) }
+	vol := &fakeStep{name: "volume", fp: "1", applyFunc: slow}
+	bundle := &fakeStep{name: "bundle", fp: "2", applyFunc: note("bundle")}
+	signal := &fakeStep{name: "signal", fp: "3", applyFunc: note("signal")}
+	compose := &fakeStep{name: "compose", fp: "4", applyFunc: note("compose")}
+	e, _ := newEngine(t, vol, bundle, signal, compose)
+	e.Nodes[2].Needs = []string{"volume"}
+	e.Nodes[3].Needs = []string{"volume", "bundle"}
+	if err := run(t, e, context.Background(), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(events, ",")
+	if !strings.HasPrefix(got, "bundle,volume,") || len(events) != 4 {
+		t.Fatalf("order %s: want bundle first (it needs nothing and is quick), then volume, then its dependants", got)
+	}
+}
+
+// A failure starts nothing more, lets the steps already running finish,
+// and is reported through OnFailure at once, before they do.
+func TestFailureLetsRunningStepsFinish(t *testing.T) {
+	release := make(chan struct{})
+	var reported time.Time
+	var finished time.Time
+	docker := &fakeStep{name: "docker", fp: "1", applyFunc: func(context.Context) error {
+		<-release
+		finished = time.Now()
+		return nil
+	}}
+	volume := &fakeStep{name: "volume", fp: "2", applyErr: errors.New("KMS key revoked")}
+	signal := &fakeStep{name: "signal", fp: "3"}
+	ready := &fakeStep{name: "docker-ready", fp: "4"}
+	e, store := newEngine(t, docker, volume, signal, ready)
+	e.Nodes[2].Needs = []string{"volume"}
+	e.Nodes[3].Needs = []string{"docker"}
+	e.OnFailure = func(se *StepError) {
+		reported = time.Now()
+		if se.Step != "volume" {
+			t.Errorf("OnFailure for %s", se.Step)
+		}
+		close(release)
+	}
+	err := run(t, e, context.Background(), Options{})
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "volume" {
+		t.Fatalf("err %v, want the volume's failure", err)
+	}
+	if reported.IsZero() || !reported.Before(finished) {
+		t.Fatalf("failure reported at %v, docker finished at %v: want the report first", reported, finished)
+	}
+	if signal.checks != 0 || ready.checks != 0 {
+		t.Fatal("a step started after the failure")
+	}
+	st, _ := store.Load()
+	if st.Steps["docker"].Status != state.Succeeded || st.Steps["volume"].Status != state.Failed {
+		t.Fatalf("records: docker %+v volume %+v", st.Steps["docker"], st.Steps["volume"])
+	}
+}
+
+func TestNeedsListedLater(t *testing.T) {
+	e, _ := newEngine(t, &fakeStep{name: "a"}, &fakeStep{name: "b"})
+	e.Nodes[0].Needs = []string{"b"}
+	if err := e.Validate(Options{}); err == nil || !strings.Contains(err.Error(), "step a needs b, which is not listed before it") {
+		t.Fatalf("Validate: %v", err)
+	}
+}
+
+// The start timeout is extended to the end of the longest budget of the
+// steps running.
+func TestExtendCoversLongestRunning(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	a, b := &fakeStep{name: "a", fp: "1"}, &fakeStep{name: "b", fp: "2"}
+	e, _ := newEngine(t, a, b)
+	e.Nodes[0].Budget, e.Nodes[1].Budget = time.Minute, 40*time.Minute
+	e.Now = clock.now
+	n := &notes{}
+	e.Notify = n
+	if err := run(t, e, context.Background(), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(n.msgs, "|"); !strings.Contains(got, "running: a, b|extend 40m0s") {
+		t.Fatalf("notifications %q", got)
 	}
 }

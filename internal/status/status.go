@@ -138,6 +138,9 @@ type Options struct {
 	Docker     DockerAPI
 	Run        command.Runner
 	ComposeEnv []string
+	// Needs are the steps each step waits for, from the step table: the
+	// critical path follows them.
+	Needs map[string][]string
 }
 
 // Gather reads the facts. What cannot be read is said in the report, never
@@ -151,7 +154,7 @@ func Gather(ctx context.Context, o Options) Report {
 	}
 	r.Steps = steps(st)
 	r.Result = result(r.Steps, r.LastRun != nil)
-	r.Timeline = timeline(r.Steps, st.LastRun)
+	r.Timeline = timeline(r.Steps, st.LastRun, o.Needs)
 	r.Volume = volume(ctx, o)
 	r.Signal = signal(o)
 	r.Docker, r.Containers = docker(ctx, o)

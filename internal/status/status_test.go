@@ -76,7 +76,8 @@ func TestGatherAndRender(t *testing.T) {
 		LastError: "compose: service grafana is in a restart loop\n  its last lines"}
 
 	for _, down := range []bool{false, true} {
-		rep := Gather(context.Background(), Options{Root: root, Config: cfg, State: st, Docker: fakeDocker{down: down}, Run: fakeRun{}})
+		rep := Gather(context.Background(), Options{Root: root, Config: cfg, State: st, Docker: fakeDocker{down: down}, Run: fakeRun{},
+			Needs: map[string][]string{"signal": {"volume"}, "compose": {"volume"}}})
 		var text, js bytes.Buffer
 		if err := Render(&text, rep); err != nil {
 			t.Fatal(err)
@@ -92,7 +93,7 @@ func TestGatherAndRender(t *testing.T) {
 		want := []string{"i-0123456789abcdef0", "vol-0abc on /dev/nvme1n1", "nothing mounted at /data",
 			"SUCCESS sent for i-0123456789abcdef0 at 2026-11-23T03:00:01Z", "GRAFANA_ADMIN_PASSWORD, GRAFANA_ADMIN_USER",
 			"not in it: GITHUB_TOKEN", "(0600)", "bootstrap): failed in 5.0s", "compose: service grafana is in a restart loop",
-			"critical path volume → signal → compose (5s)"}
+			"critical path volume → compose (5s)"}
 		if down {
 			want = append(want, "the Docker engine does not answer")
 		} else {

@@ -25,9 +25,9 @@ type Entry struct {
 
 // timeline lays out the steps of the run that started at start. The
 // critical path is found backwards from the step that ended last: each
-// step waited on the one that ended last before it started. That is what
-// held it up, whether the runner goes one step at a time or in parallel.
-func timeline(steps []Step, start time.Time) Timeline {
+// step waited on the step it needs that ended last; a step that needs
+// none of those that ran started with the run.
+func timeline(steps []Step, start time.Time, needs map[string][]string) Timeline {
 	t := Timeline{Entries: []Entry{}, CriticalPath: []string{}}
 	var ran []Step
 	for _, s := range steps {
@@ -42,7 +42,7 @@ func timeline(steps []Step, start time.Time) Timeline {
 	last := slices.MaxFunc(ran, func(a, b Step) int { return end(a).Compare(end(b)) })
 	t.TotalSeconds = end(last).Sub(start).Seconds()
 	critical := map[string]bool{}
-	for cur, ok := last, true; ok; cur, ok = blocker(ran, cur, end) {
+	for cur, ok := last, true; ok; cur, ok = blocker(ran, cur, needs[cur.Name], end) {
 		critical[cur.Name] = true
 		t.CriticalPath = append([]string{cur.Name}, t.CriticalPath...)
 	}
@@ -53,12 +53,12 @@ func timeline(steps []Step, start time.Time) Timeline {
 	return t
 }
 
-// blocker is the step that ended last before cur started.
-func blocker(ran []Step, cur Step, end func(Step) time.Time) (Step, bool) {
+// blocker is the step of needs that ended last before cur started.
+func blocker(ran []Step, cur Step, needs []string, end func(Step) time.Time) (Step, bool) {
 	var best Step
 	found := false
 	for _, s := range ran {
-		if s.Name == cur.Name || end(s).After(cur.Start) {
+		if !slices.Contains(needs, s.Name) || end(s).After(cur.Start) {
 			continue
 		}
 		if !found || end(s).After(end(best)) {

@@ -13,22 +13,29 @@ func TestTimeline(t *testing.T) {
 		return Step{Name: name, Start: at(start), duration: time.Duration(dur) * time.Millisecond,
 			DurationSeconds: float64(dur) / 1000, InLastRun: true}
 	}
+	seq := map[string][]string{"volume": {"packages"}, "signal": {"volume"}, "docker": {"signal"}}
+	graph := map[string][]string{"signal": {"volume"}, "docker-ready": {"docker"}, "compose": {"volume", "docker-ready", "bundle"}}
 	tests := []struct {
 		name     string
 		steps    []Step
+		needs    map[string][]string
 		critical []string
 		total    float64
 	}{
 		{"one after another", []Step{step("packages", 0, 10), step("volume", 11, 1000), step("signal", 1012, 50), step("docker", 1063, 200)},
-			[]string{"packages", "volume", "signal", "docker"}, 1.263},
+			seq, []string{"packages", "volume", "signal", "docker"}, 1.263},
 		// docker and bundle run beside volume; compose waits for both
 		// volume and bundle, bundle ending later.
 		{"in parallel", []Step{step("volume", 0, 1000), step("docker", 0, 3000), step("bundle", 0, 500),
 			step("signal", 1001, 40), step("docker-ready", 3001, 100), step("compose", 3102, 2000)},
-			[]string{"docker", "docker-ready", "compose"}, 5.102},
+			graph, []string{"docker", "docker-ready", "compose"}, 5.102},
+		// bundle ends just before docker-ready starts, but docker-ready
+		// waited on docker, not on it.
+		{"a step that ended just before is not what it waited on", []Step{step("docker", 0, 100), step("bundle", 0, 101),
+			step("docker-ready", 101, 50)}, graph, []string{"docker", "docker-ready"}, 0.151},
 		{"a step of an earlier run is not on it", []Step{{Name: "old", Start: t0.Add(-time.Hour), duration: time.Hour}, step("volume", 0, 5)},
-			[]string{"volume"}, 0.005},
-		{"no step ran", nil, []string{}, 0},
+			seq, []string{"volume"}, 0.005},
+		{"no step ran", nil, seq, []string{}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +45,7 @@ func TestTimeline(t *testing.T) {
 					steps[i].InLastRun = false
 				}
 			}
-			tl := timeline(steps, t0)
+			tl := timeline(steps, t0, tt.needs)
 			if !slices.Equal(tl.CriticalPath, tt.critical) {
 				t.Errorf("critical path %v, want %v", tl.CriticalPath, tt.critical)
 			}
