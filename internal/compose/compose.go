@@ -109,7 +109,7 @@ func New(o Options) *Step {
 		o.Log = zap.NewNop()
 	}
 	if o.Backoff.Initial <= 0 {
-		o.Backoff = retry.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}
+		o.Backoff = retry.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
 	}
 	return &Step{o: o}
 }

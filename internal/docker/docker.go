@@ -70,6 +70,7 @@ func New(o Options) *Step {
 		o.Log = zap.NewNop()
 	}
 	if o.Backoff.Initial <= 0 {
+		// Spaces the plugin download's retries: a network failure.
 		o.Backoff = retry.Backoff{Initial: 500 * time.Millisecond, Max: 10 * time.Second}
 	}
 	if o.HTTP == nil {

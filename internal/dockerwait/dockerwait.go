@@ -22,7 +22,7 @@ import (
 // Polls start in tens of milliseconds and stay well under a second, so
 // readiness is noticed within half a second of it happening; a probe is
 // two local calls, cheap enough to repeat that often.
-var readyBackoff = retry.Backoff{Initial: 25 * time.Millisecond, Max: 400 * time.Millisecond}
+var readyBackoff = retry.Backoff{Initial: 25 * time.Millisecond, Max: 100 * time.Millisecond}
 
 // Bounds of one probe.
 const (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -20,10 +21,11 @@ import (
 const kmsPermissions = "kms:CreateGrant, kms:Decrypt, kms:DescribeKey, " +
 	"kms:GenerateDataKeyWithoutPlaintext, kms:ReEncryptFrom, kms:ReEncryptTo"
 
-// missingPollsForFallback is how many polls in a row may show no attachment
-// of ours, right after AttachVolume, before we call it a fallback: EC2's
-// reads are eventually consistent and may not show the attachment at once.
-const missingPollsForFallback = 3
+// missingGrace is how long, right after AttachVolume, the volume may show
+// no attachment of ours before we call it a fallback: EC2's reads are
+// eventually consistent and may not show the attachment at once. A time,
+// not a count of polls: the polls are quick.
+const missingGrace = 3 * time.Second
 
 // ensureAttached makes sure the volume is attached to this instance, and
 // returns the device name EC2 reports for that attachment: the name to
@@ -169,7 +171,7 @@ func (s *Step) waitAttached(ctx context.Context, vol types.Volume) (string, erro
 	timeout := s.cfg.AttachTimeout.Duration
 	last := vol
 	seen := attachment(vol, me, types.VolumeAttachmentStateAttaching) != nil
-	missing := 0
+	asked := time.Now()
 	var stop error
 	err := retry.Poll(ctx, s.backoff, timeout, s.log, func(ctx context.Context) (bool, error) {
 		v, err := s.describe(ctx, volID)
@@ -181,15 +183,14 @@ func (s *Step) waitAttached(ctx context.Context, vol types.Volume) (string, erro
 			return true, nil
 		}
 		if attachment(v, me, "") != nil {
-			seen, missing = true, 0
+			seen = true
 			return false, nil
 		}
 		if h := holder(v, me); h != nil {
 			stop = fmt.Errorf("volume: %s was attached to %s while attaching it here; another instance uses it", volID, aws.ToString(h.InstanceId))
 			return false, stop
 		}
-		missing++
-		if seen || missing >= missingPollsForFallback {
+		if seen || time.Since(asked) >= missingGrace {
 			stop = fallbackError(v, me, s.cfg.Device)
 			return false, stop
 		}
