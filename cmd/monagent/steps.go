@@ -68,7 +68,10 @@ func stepTable() []stepDef {
 			budget: func(h *host.Host) time.Duration { return h.Config.Docker.ReadyTimeout.Duration + time.Minute }},
 		{name: "bundle", modes: bothModes, build: bundleStep, budget: fixed(15 * time.Minute)},
 		{name: "env", modes: bothModes, needs: []string{"bundle"}, build: envStep, budget: awsBudget},
-		{name: "compose", modes: bothModes, needs: []string{"volume", "docker-ready", "bundle", "env"}, build: composeStep,
+		// Image pulls need the engine and the compose file, not .env or
+		// the volume: they run beside those.
+		{name: "pull", modes: bothModes, needs: []string{"docker-ready", "bundle"}, build: pullStep, budget: fixed(20 * time.Minute)},
+		{name: "compose", modes: bothModes, needs: []string{"volume", "docker-ready", "bundle", "env", "pull"}, build: composeStep,
 			budget: func(h *host.Host) time.Duration { return 25*time.Minute + h.Config.Compose.HealthTimeout.Duration }},
 		{name: "endpoints", modes: bothModes, needs: []string{"compose"},
 			enabled: func(h *host.Host) bool { return len(h.Config.Endpoints) > 0 }, build: endpointsStep, budget: awsBudget},
@@ -153,6 +156,11 @@ func composeStep(h *host.Host) engine.Step {
 	return compose.New(compose.Options{Root: h.Root, StackDir: h.Config.Bundle.Dir, Config: h.Config.Compose,
 		DataDir: h.Config.StackDataDir(), MountPoint: h.Config.Volume.MountPoint, Vars: h.Config.Env,
 		Run: h.Run, ComposeEnv: h.ComposeEnv(), Docker: h.Docker, Seal: h.Seal, Log: h.Log})
+}
+
+func pullStep(h *host.Host) engine.Step {
+	return compose.NewPull(compose.PullOptions{Root: h.Root, StackDir: h.Config.Bundle.Dir, File: h.Config.Compose.File,
+		Docker: h.Docker, Log: h.Log})
 }
 
 func endpointsStep(h *host.Host) engine.Step {

@@ -425,7 +425,7 @@ func checkStatus(t *testing.T, h *host) {
 	flat := strings.Join(strings.Fields(text), " ")
 	for _, want := range []string{"(reconcile): converged in", "instance " + instanceID, volumeID + " on /dev/",
 		"SUCCESS sent for " + instanceID, "compose 5.6.0", ".env /opt/monitoring/.env (0600): GRAFANA_ADMIN_PASSWORD, GRAFANA_ADMIN_USER",
-		"prometheus prometheus running", "→ docker-ready → compose → endpoints ("} {
+		"prometheus prometheus running", "→ compose → endpoints ("} {
 		if !strings.Contains(flat, want) {
 			t.Errorf("status does not say %q:\n%s", want, text)
 		}
