@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,11 +50,6 @@ done
 	overlayfsMagic = 0x794c7630
 )
 
-// dockerDirs remembers, per root booted with Options.Docker and the
-// default DockerDir, the host directory bound at /var/lib/docker, so
-// that booting the same Root again (a reboot) finds Docker's state.
-var dockerDirs sync.Map // root -> dir
-
 // prepareDocker installs and enables rig-cgroup-rw.service in root.
 func prepareDocker(root string) error {
 	if err := writeRootFile(root, "usr/local/sbin/rig-cgroup-rw", cgroupRWScript, 0o755); err != nil {
@@ -67,16 +62,18 @@ func prepareDocker(root string) error {
 }
 
 // dockerDir returns the host directory to bind at /var/lib/docker (""
-// for none), creating it if needed. The default lives in bootDir (kept
-// until the end of the test) and is reused for later boots of root.
-func dockerDir(opt, root, bootDir string) (string, error) {
+// for none), creating it if needed. The default is docker/ in bootDir,
+// or, when root is an overlay an earlier boot mounted (overlay is false:
+// this boot did not mount it), the docker/ directory beside that
+// overlay's layers.
+func dockerDir(opt, root, bootDir string, overlay bool) (string, error) {
 	switch opt {
 	case DockerDirNone:
 		return "", nil
 	case "":
-		if d, ok := dockerDirs.Load(root); ok {
-			if _, err := os.Stat(d.(string)); err == nil {
-				return d.(string), nil
+		if !overlay {
+			if d, ok := priorDockerDir(root); ok {
+				return d, nil
 			}
 		}
 		d := filepath.Join(bootDir, "docker")
@@ -86,7 +83,6 @@ func dockerDir(opt, root, bootDir string) (string, error) {
 		if err := checkNotOverlay(d); err != nil {
 			return "", err
 		}
-		dockerDirs.Store(root, d)
 		return d, nil
 	}
 	if !filepath.IsAbs(opt) {
@@ -99,6 +95,27 @@ func dockerDir(opt, root, bootDir string) (string, error) {
 		return "", err
 	}
 	return opt, nil
+}
+
+// priorDockerDir returns the docker/ directory of the boot that mounted
+// root: root is an overlay whose upper layer is upper/ beside it, as
+// mountBase makes them, and docker/ is a directory there.
+func priorDockerDir(root string) (string, bool) {
+	mounts, err := readMountInfo()
+	if err != nil {
+		return "", false
+	}
+	dir := filepath.Dir(root)
+	for _, m := range mounts {
+		if m.mountPoint != root || m.fsType != "overlay" || !slices.Contains(m.superOpts, "upperdir="+filepath.Join(dir, "upper")) {
+			continue
+		}
+		d := filepath.Join(dir, "docker")
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return d, true
+		}
+	}
+	return "", false
 }
 
 // checkNotOverlay refuses a directory on an overlayfs for Docker's state.

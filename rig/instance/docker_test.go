@@ -256,7 +256,7 @@ func TestDockerInside(t *testing.T) {
 	}
 	checkContainerCgroups(t, in, id)
 
-	in.Poweroff()
+	poweroff(t, in)
 	if _, err := net.InterfaceByName(in.HostInterface()); err == nil {
 		t.Errorf("the host end %s remains after Poweroff", in.HostInterface())
 	}
@@ -280,7 +280,7 @@ func TestDockerInside(t *testing.T) {
 		t.Errorf("after reboot, curl inside to the host's loopback %s = %q", loop, got)
 	}
 	start = time.Now()
-	in.Poweroff()
+	poweroff(t, in)
 	poweroff := time.Since(start)
 	checkNoRules(t, in.Subnet())
 
@@ -394,7 +394,7 @@ func TestVethNetwork(t *testing.T) {
 	}
 
 	ifname, subnet := a.HostInterface(), a.Subnet()
-	a.Poweroff()
+	poweroff(t, a)
 	if _, err := net.InterfaceByName(ifname); err == nil {
 		t.Errorf("the host end %s remains after Poweroff", ifname)
 	}

@@ -1,17 +1,18 @@
-// Package instance boots a simulated EC2 instance for end-to-end tests: a
-// Debian bookworm root filesystem under real systemd, in systemd-nspawn.
-// By default it shares the host's network (so that an awssim listening on
-// the host's 127.0.0.1 is reachable from inside); with Options.Network set
-// to Veth it has a private network of its own, routed through the host,
-// and with Options.Docker a Docker engine installed inside (apt-get
-// install docker.io) runs containers.
+// Package instance boots a simulated EC2 instance: a Debian bookworm root
+// filesystem under real systemd, in systemd-nspawn. By default it shares
+// the host's network (so that an awssim listening on the host's 127.0.0.1
+// is reachable from inside); with Options.Network set to Veth it has a
+// private network of its own, routed through the host, and with
+// Options.Docker a Docker engine installed inside (apt-get install
+// docker.io) runs containers.
 //
-// EnsureRootfs builds (once, cached) the base root filesystem; Boot gives
+// EnsureRootfs builds (once, cached) the base root filesystem; Start gives
 // each instance a private writable overlay on top of it, starts
 // systemd-nspawn from a cgroup of its own and waits until systemd inside
 // reports the system running. Exec runs commands inside. Poweroff halts the
-// instance; booting the same Root again is a reboot of the same disk.
-// Everything is undone when the test ends, even when it fails.
+// instance; booting the same Root again is a reboot of the same disk. Close
+// undoes everything Start did. Boot is Start for a test: everything is
+// undone when the test ends, even when it fails.
 //
 // It needs root, systemd-nspawn (Debian's systemd-container) and nsenter.
 package instance
@@ -19,18 +20,13 @@ package instance
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -67,10 +63,21 @@ type Options struct {
 	// distinct names.
 	Name string
 
+	// Dir is this boot's private directory (required; created if
+	// missing): the console log, the overlay's layers and mount point
+	// with Base, and Docker's default state directory. It must outlive
+	// the instance; Close leaves it for its owner to remove. Boot uses a
+	// t.TempDir().
+	Dir string
+
+	// Logf, if set, receives progress lines (boot and halt times, failed
+	// units). Boot uses t.Logf.
+	Logf func(format string, args ...any)
+
 	// Base is a root filesystem (from EnsureRootfs) that is never
-	// modified: Boot mounts a private overlay on it, its upper layer in
-	// t.TempDir(). The overlay stays mounted until the test ends, so that
-	// after Poweroff the same Root() can be booted again.
+	// modified: Start mounts a private overlay on it, its layers in Dir.
+	// The overlay stays mounted until Close, so that after Poweroff the
+	// same Root() can be booted again.
 	Base string
 
 	// Root is an existing root directory to boot as it is, typically the
@@ -116,9 +123,10 @@ type Options struct {
 
 	// DockerDir (with Docker) is the host directory bound at
 	// /var/lib/docker (created if missing; not on an overlayfs). Empty:
-	// a directory beside the instance's root, in the test's temporary
-	// directory, reused when the same Root boots again in this process
-	// (so Docker's images and containers survive a reboot). DockerDirNone:
+	// docker/ in Dir for a Base boot; for a Root boot of an overlay root
+	// that an earlier boot mounted, the docker/ directory beside it, if
+	// there is one (so Docker's images and containers survive a reboot),
+	// else docker/ in Dir. DockerDirNone:
 	// nothing bound; the test puts /var/lib/docker (or Docker's
 	// data-root) on a filesystem overlay2 accepts itself, such as the data
 	// volume.
@@ -128,22 +136,29 @@ type Options struct {
 	// if zero.
 	BootTimeout time.Duration
 
+	// NoWait makes Start return once systemd runs inside (and, with Veth,
+	// the network is connected) instead of waiting for the boot's end:
+	// for a boot whose units run long (a first boot's user-data). The
+	// caller then waits for what it needs, for example with WaitRunning.
+	NoWait bool
+
 	// StopTimeout bounds a clean halt, after which the instance is killed;
 	// DefaultStopTimeout if zero.
 	StopTimeout time.Duration
 }
 
 // Instance is one booted systemd-nspawn container. Its methods other than
-// Exec, Output and Command must be called from the test's goroutine.
+// Exec, Output and Command must be called from one goroutine at a time.
 type Instance struct {
-	t           testing.TB
+	logf        func(format string, args ...any)
 	name        string
 	root        string // the root directory on the host
-	dir         string // this boot's private directory, under t.TempDir()
+	dir         string // this boot's private directory (Options.Dir)
 	console     string // the console log
 	overlay     bool   // root is an overlay mount this boot made
 	stopTimeout time.Duration
 	nsenter     string
+	nspawn      string
 	argv        []string // the systemd-nspawn command line
 
 	network   Network
@@ -155,350 +170,19 @@ type Instance struct {
 	done    chan struct{} // closed when nspawn has exited; waitErr is set then
 	waitErr error
 	initPID int
-	stopped bool // shut down by Poweroff or cleanup
-}
-
-// Boot boots an instance and waits until systemd inside reports the system
-// "running" or "degraded". It fails the test (with the console's tail) if
-// the instance does not come up. Everything it sets up is undone when the
-// test ends: nspawn is stopped (SIGTERM, then SIGKILL after StopTimeout),
-// its cgroups removed and the overlay unmounted.
-func Boot(t testing.TB, opts Options) *Instance {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatalf("rig/instance: booting an instance needs root (running as uid %d)", os.Geteuid())
-	}
-	nspawn, err := exec.LookPath("systemd-nspawn")
-	if err != nil {
-		t.Fatalf("rig/instance: systemd-nspawn not found (EnsureRootfs installs Debian's systemd-container): %v", err)
-	}
-	nsenter, err := exec.LookPath("nsenter")
-	if err != nil {
-		t.Fatalf("rig/instance: nsenter not found (Debian's util-linux): %v", err)
-	}
-	if !validName.MatchString(opts.Name) {
-		t.Fatalf("rig/instance: machine name %q: want letters, digits and '-', at most 63", opts.Name)
-	}
-	if (opts.Base == "") == (opts.Root == "") {
-		t.Fatalf("rig/instance: instance %s: set exactly one of Options.Base (%q) and Options.Root (%q)", opts.Name, opts.Base, opts.Root)
-	}
-	switch opts.Network {
-	case HostNetwork:
-		if opts.Docker {
-			t.Fatalf("rig/instance: instance %s: Options.Docker needs Network: Veth (a Docker engine on the host's network would change the host's bridge and iptables rules)", opts.Name)
-		}
-	case Veth:
-		if err := needTools("ip", "iptables"); err != nil {
-			t.Fatalf("rig/instance: instance %s: %v", opts.Name, err)
-		}
-	default:
-		t.Fatalf("rig/instance: instance %s: unknown Options.Network %d", opts.Name, opts.Network)
-	}
-	bootTimeout := opts.BootTimeout
-	if bootTimeout <= 0 {
-		bootTimeout = DefaultBootTimeout
-	}
-	stopTimeout := opts.StopTimeout
-	if stopTimeout <= 0 {
-		stopTimeout = DefaultStopTimeout
-	}
-
-	dir := t.TempDir()
-	in := &Instance{
-		t:           t,
-		name:        opts.Name,
-		dir:         dir,
-		console:     filepath.Join(dir, "console.log"),
-		stopTimeout: stopTimeout,
-		nsenter:     nsenter,
-		network:     opts.Network,
-	}
-	// Registered after t.TempDir, so it runs before the directory is removed.
-	t.Cleanup(in.cleanup)
-
-	if opts.Base != "" {
-		if err := in.mountBase(opts.Base); err != nil {
-			t.Fatalf("rig/instance: instance %s: %v", in.name, err)
-		}
-	} else {
-		root, err := filepath.Abs(opts.Root)
-		if err == nil {
-			err = checkRootfs(root)
-		}
-		if err != nil {
-			t.Fatalf("rig/instance: instance %s: root to boot: %v", in.name, err)
-		}
-		in.root = root
-	}
-	if opts.Network == Veth {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		in.veth, err = allocSubnet(ctx)
-		cancel()
-		if err == nil {
-			err = in.veth.prepareRoot(in.root)
-		}
-		if err != nil {
-			t.Fatalf("rig/instance: instance %s: private network: %v", in.name, err)
-		}
-	}
-	if opts.Docker {
-		err := prepareDocker(in.root)
-		if err == nil {
-			in.dockerDir, err = dockerDir(opts.DockerDir, in.root, dir)
-		}
-		if err != nil {
-			t.Fatalf("rig/instance: instance %s: Docker: %v", in.name, err)
-		}
-	}
-	if opts.Setup != nil {
-		if err := opts.Setup(in.root); err != nil {
-			t.Fatalf("rig/instance: instance %s: setup of %s: %v", in.name, in.root, err)
-		}
-	}
-
-	in.argv = []string{nspawn,
-		"--directory=" + in.root,
-		"--machine=" + in.name,
-		"--boot",
-		"--register=no",
-		"--keep-unit",
-		"--console=read-only",
-		"--link-journal=no",
-		"--system-call-filter=add_key keyctl",
-	}
-	if in.veth != nil {
-		in.argv = append(in.argv, "--network-veth")
-	}
-	if in.dockerDir != "" {
-		in.argv = append(in.argv, "--bind="+in.dockerDir+":/var/lib/docker")
-	}
-	for _, b := range opts.Binds {
-		in.argv = append(in.argv, "--bind="+b)
-	}
-	in.argv = append(in.argv, opts.NspawnArgs...)
-
-	start := time.Now()
-	if err := in.start(); err != nil {
-		t.Fatalf("rig/instance: instance %s: %v", in.name, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
-	defer cancel()
-	if err := in.waitInit(ctx); err != nil {
-		t.Fatalf("rig/instance: instance %s: %s: %v%s", in.name, quoteArgs(in.argv), err, in.diagnosis())
-	}
-	if in.veth != nil {
-		// host0 inside gets its address from networkd only once the host
-		// end is up, and network-online.target waits for that: the
-		// forwarders come first, so they are there for every unit
-		// ordered after it.
-		var err error
-		for _, a := range opts.HostServices {
-			if err = in.veth.forward(in.initPID, a); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = in.veth.up(ctx, in.initPID)
-		}
-		if err != nil {
-			t.Fatalf("rig/instance: instance %s: private network: %v%s", in.name, err, in.diagnosis())
-		}
-	}
-	state, err := in.waitRunning(ctx)
-	if err != nil {
-		t.Fatalf("rig/instance: instance %s: %s: %v%s", in.name, quoteArgs(in.argv), err, in.diagnosis())
-	}
-	netDesc := "the host's network"
-	if in.veth != nil {
-		netDesc = fmt.Sprintf("%s on %s, host end %s %s", in.veth.guest, in.veth.subnet, in.veth.ifname, in.veth.host)
-	}
-	t.Logf("rig/instance: instance %s is %s after %s (init PID %d, root %s, %s)",
-		in.name, state, time.Since(start).Round(time.Millisecond), in.initPID, in.root, netDesc)
-	if state == "degraded" {
-		out, _ := in.probe("systemctl", "--failed", "--no-pager", "--no-legend")
-		t.Logf("rig/instance: instance %s: failed units:\n%s", in.name, tailString(string(out), consoleLines))
-	}
-	return in
-}
-
-// mountBase mounts the private overlay over base and gives it a machine ID
-// of its own.
-func (in *Instance) mountBase(base string) error {
-	base, err := filepath.Abs(base)
-	if err != nil {
-		return fmt.Errorf("base rootfs: %w", err)
-	}
-	if err := checkRootfs(base); err != nil {
-		return fmt.Errorf("base rootfs: %w", err)
-	}
-	upper, work, root := filepath.Join(in.dir, "upper"), filepath.Join(in.dir, "work"), filepath.Join(in.dir, "root")
-	for _, d := range []string{upper, work, root} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return fmt.Errorf("overlay directory: %w", err)
-		}
-	}
-	if err := mountOverlay(base, upper, work, root); err != nil {
-		return err
-	}
-	in.overlay = true
-	in.root = root
-
-	// Each instance is a machine of its own; the ID stays across reboots
-	// (it lives in the upper layer).
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
-		return fmt.Errorf("machine ID: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "etc/machine-id"), []byte(hex.EncodeToString(id)+"\n"), 0o444); err != nil {
-		return fmt.Errorf("write machine ID: %w", err)
-	}
-	return nil
-}
-
-// start starts systemd-nspawn inside a fresh set of cgroups, its console
-// going to the console log.
-func (in *Instance) start() error {
-	cg, err := newCgroupSet(in.name)
-	if err != nil {
-		return err
-	}
-	in.cg = cg
-	console, err := os.OpenFile(in.console, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("console log: %w", err)
-	}
-	defer console.Close()
-
-	args := []string{"-c", enterCgroups, "sh"}
-	args = append(args, cg.procsFiles()...)
-	args = append(args, "--")
-	args = append(args, in.argv...)
-	cmd := exec.Command("/bin/sh", args...)
-	cmd.Stdout = console
-	cmd.Stderr = console
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// If the test process dies, nspawn halts the container.
-		Pdeathsig: syscall.SIGTERM,
-		Setpgid:   true,
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", quoteArgs(in.argv), err)
-	}
-	in.cmd = cmd
-	in.done = make(chan struct{})
-	go func() {
-		in.waitErr = cmd.Wait()
-		close(in.done)
-	}()
-	return nil
-}
-
-// exited reports whether nspawn has exited.
-func (in *Instance) exited() bool {
-	if in.done == nil {
-		return true
-	}
-	select {
-	case <-in.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitInit waits for the container's init (systemd) to appear.
-func (in *Instance) waitInit(ctx context.Context) error {
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for in.initPID == 0 {
-		if in.exited() {
-			return fmt.Errorf("systemd-nspawn exited before the container's systemd started: %v", in.waitErr)
-		}
-		pid, err := findChild(in.cmd.Process.Pid, "systemd")
-		if err != nil {
-			return err
-		}
-		in.initPID = pid
-		if pid != 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no systemd child of systemd-nspawn (PID %d): %w", in.cmd.Process.Pid, ctx.Err())
-		case <-tick.C:
-		}
-	}
-	return nil
-}
-
-// waitRunning waits for the container's init and then for
-// `systemctl is-system-running` to answer running or degraded, which it
-// returns.
-func (in *Instance) waitRunning(ctx context.Context) (string, error) {
-	if err := in.waitInit(ctx); err != nil {
-		return "", err
-	}
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	state := ""
-	for {
-		if in.exited() {
-			return "", fmt.Errorf("systemd-nspawn exited while booting (last state %q): %v", state, in.waitErr)
-		}
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		out, _, _ := in.Output(pctx, "systemctl", "is-system-running")
-		cancel()
-		if s := strings.TrimSpace(string(out)); s != "" {
-			state = s
-		}
-		switch state {
-		case "running", "degraded":
-			return state, nil
-		case "maintenance", "stopping":
-			return "", fmt.Errorf("systemctl is-system-running: %s", state)
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("systemctl is-system-running: still %q: %w", state, ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
-// diagnosis describes the instance for a failure message: failed units,
-// pending jobs and the console's tail.
-func (in *Instance) diagnosis() string {
-	var b strings.Builder
-	if in.initPID != 0 && !in.exited() {
-		for _, argv := range [][]string{
-			{"systemctl", "--failed", "--no-pager"},
-			{"systemctl", "list-jobs", "--no-pager"},
-		} {
-			out, err := in.probe(argv...)
-			fmt.Fprintf(&b, "\n%s:\n%s", strings.Join(argv, " "), tailString(string(out), consoleLines))
-			if err != nil {
-				fmt.Fprintf(&b, "\n\t(%v)", firstLine(err.Error()))
-			}
-		}
-	}
-	fmt.Fprintf(&b, "\nconsole %s, last %d lines:\n%s", in.console, consoleLines, tailFile(in.console, consoleLines))
-	return b.String()
-}
-
-// probe runs argv inside, bounded by probeTimeout, returning combined
-// output.
-func (in *Instance) probe(argv ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-	defer cancel()
-	return in.Exec(ctx, argv[0], argv[1:]...)
+	stopped bool // shut down by Poweroff or Close
+	closed  bool // Close has run
 }
 
 // Name returns the machine name.
 func (in *Instance) Name() string { return in.name }
 
 // Root returns the instance's root directory on the host. After Poweroff
-// it stays in place until the test ends: Boot it again with Options.Root.
+// it stays in place until Close: boot it again with Options.Root.
 func (in *Instance) Root() string { return in.root }
+
+// Dir returns this boot's private directory (Options.Dir).
+func (in *Instance) Dir() string { return in.dir }
 
 // InitPID returns the host PID of the container's systemd.
 func (in *Instance) InitPID() int { return in.initPID }
@@ -633,119 +317,6 @@ func (in *Instance) Output(ctx context.Context, name string, args ...string) (st
 	return o.Bytes(), e.Bytes(), nil
 }
 
-// Poweroff halts the instance cleanly: SIGTERM to systemd-nspawn (which
-// has systemd halt the container), waiting at most StopTimeout before
-// killing it. The root directory stays, so that Boot with
-// Options{Root: in.Root()} boots the same disk again. It fails the test
-// if the instance did not halt cleanly.
-func (in *Instance) Poweroff() {
-	in.t.Helper()
-	if in.stopped {
-		return
-	}
-	start := time.Now()
-	if err := in.shutdown(); err != nil {
-		in.t.Fatalf("rig/instance: instance %s: poweroff: %v\nconsole %s, last %d lines:\n%s",
-			in.name, err, in.console, consoleLines, tailFile(in.console, consoleLines))
-	}
-	in.t.Logf("rig/instance: instance %s powered off in %s", in.name, time.Since(start).Round(time.Millisecond))
-}
-
-// shutdown stops nspawn and removes the instance's cgroups.
-func (in *Instance) shutdown() error {
-	in.stopped = true
-	err := in.stop()
-	if in.cg != nil {
-		err = errors.Join(err, in.cg.remove())
-	}
-	if in.veth != nil {
-		err = errors.Join(err, in.veth.down())
-	}
-	// nspawn leaves this directory when /run is not a tmpfs ("we can't
-	// allow that"): remove it if it is empty.
-	_ = os.Remove(filepath.Join("/run/systemd/nspawn/propagate", in.name))
-	return err
-}
-
-// stop stops systemd-nspawn: SIGTERM, then after stopTimeout SIGKILL to
-// the container's init (which ends its PID namespace) and to nspawn.
-func (in *Instance) stop() error {
-	if in.cmd == nil {
-		return nil
-	}
-	if in.exited() {
-		if in.waitErr != nil {
-			return fmt.Errorf("systemd-nspawn had exited by itself: %w", in.waitErr)
-		}
-		return nil
-	}
-	pid := in.cmd.Process.Pid
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("SIGTERM to systemd-nspawn (PID %d): %w", pid, err)
-	}
-	timer := time.NewTimer(in.stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-in.done:
-		if in.waitErr != nil {
-			return fmt.Errorf("systemd-nspawn after SIGTERM: %w", in.waitErr)
-		}
-		return nil
-	case <-timer.C:
-	}
-	if in.initPID != 0 {
-		if ppid, _, err := procStat(in.initPID); err == nil && ppid == pid {
-			_ = syscall.Kill(in.initPID, syscall.SIGKILL)
-		}
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	select {
-	case <-in.done:
-		return fmt.Errorf("systemd-nspawn (PID %d) did not halt within %s of SIGTERM: killed it", pid, in.stopTimeout)
-	case <-time.After(killWait):
-		return fmt.Errorf("systemd-nspawn (PID %d) did not exit within %s of SIGKILL", pid, killWait)
-	}
-}
-
-// cleanup undoes Boot at the end of the test: it stops the instance if it
-// runs, removes its cgroups, unmounts the overlay it mounted and checks
-// that nothing stays mounted below its root.
-func (in *Instance) cleanup() {
-	var errs []error
-	if !in.stopped {
-		start := time.Now()
-		if err := in.shutdown(); err != nil {
-			errs = append(errs, err)
-		} else if in.cmd != nil {
-			in.t.Logf("rig/instance: instance %s stopped at the end of the test in %s", in.name, time.Since(start).Round(time.Millisecond))
-		}
-	}
-	if in.root != "" {
-		if in.overlay {
-			if err := unmountAll(in.root); err != nil {
-				errs = append(errs, err)
-			}
-		} else if points, err := mountsUnder(in.root); err != nil {
-			errs = append(errs, err)
-		} else {
-			for _, p := range points {
-				if p != in.root {
-					errs = append(errs, fmt.Errorf("left mounted: %s", p))
-				}
-			}
-		}
-	}
-	if len(errs) > 0 {
-		in.t.Errorf("rig/instance: instance %s: cleanup: %v\nconsole %s, last %d lines:\n%s",
-			in.name, errors.Join(errs...), in.console, consoleLines, tailFile(in.console, consoleLines))
-	}
-}
-
-// cancelNsenter kills an nsenter command and what it started, in an
-// order that leaves no zombie behind: first everything in its process
-// group but nsenter itself (nsenter reaps its child in the container,
-// the container's systemd reaps the rest), then, if it has not exited by
-// itself within a second, nsenter.
 func cancelNsenter(pid int) error {
 	if err := killGroupExcept(pid, pid); err != nil {
 		return err

@@ -58,6 +58,14 @@ func inside(t *testing.T, in *instance.Instance, argv ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// poweroff halts in, failing the test if it does not halt cleanly.
+func poweroff(t *testing.T, in *instance.Instance) {
+	t.Helper()
+	if err := in.Poweroff(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // onHost runs argv on the host and returns its trimmed combined output.
 func onHost(t *testing.T, argv ...string) string {
 	t.Helper()
@@ -145,7 +153,7 @@ func TestBootUnitsAndReboot(t *testing.T) {
 	}
 
 	first := in.InitPID()
-	in.Poweroff()
+	poweroff(t, in)
 	if _, err := in.Exec(t.Context(), "true"); err == nil {
 		t.Errorf("Exec after Poweroff succeeded")
 	}
@@ -164,7 +172,7 @@ func TestBootUnitsAndReboot(t *testing.T) {
 	if len(boots) != 2 || boots[0] == boots[1] {
 		t.Errorf("rig-stamp.service ran at boot %d times (%q), want twice", len(boots), boots)
 	}
-	in.Poweroff()
+	poweroff(t, in)
 }
 
 func TestTwoInstancesShareHostNetwork(t *testing.T) {
@@ -239,7 +247,7 @@ func TestCanceledExecLeavesNothingBehind(t *testing.T) {
 		t.Errorf("left behind in the instance's PID namespace: %s", p)
 	}
 	start := time.Now()
-	in.Poweroff()
+	poweroff(t, in)
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Poweroff took %s after cancelled commands", took)
 	}
@@ -515,4 +523,63 @@ func TestBootTimeoutShowsWhy(t *testing.T) {
 		}
 	}
 	t.Logf("failure message:\n%s", msg)
+}
+
+// TestStartAndClose drives an instance without a test's help: Start,
+// Poweroff, Start of the same root (a reboot), then Close of both, newest
+// first. Close is idempotent and leaves no mount, no cgroup and no
+// process behind; the boot directories stay for their owner.
+func TestStartAndClose(t *testing.T) {
+	base := baseRootfs(t)
+	const name = "rig-inst-start"
+	dir := t.TempDir()
+	var logged []string
+	logf := func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	first, err := instance.Start(ctx, instance.Options{Name: name, Base: base, Dir: filepath.Join(dir, "boot-1"), Logf: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	inside(t, first, "sh", "-c", "echo kept >/root/marker")
+	if err := first.Poweroff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := instance.Start(ctx, instance.Options{Name: name, Root: first.Root(), Dir: filepath.Join(dir, "boot-2"), Logf: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if got := inside(t, second, "cat", "/root/marker"); got != "kept" {
+		t.Errorf("after the reboot /root/marker = %q", got)
+	}
+	initPID := second.InitPID()
+	for _, in := range []*instance.Instance{second, first, second} {
+		if err := in.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", initPID)); err == nil && strings.TrimSpace(string(comm)) == "systemd" {
+		t.Errorf("the instance's systemd (PID %d) still runs", initPID)
+	}
+	for _, m := range readFileLines(t, "/proc/self/mountinfo") {
+		if strings.Contains(m, dir) {
+			t.Errorf("left mounted: %s", m)
+		}
+	}
+	for _, hier := range cgroupDirsNamed(t, name) {
+		t.Errorf("cgroup left behind: %s", hier)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "boot-2", "console.log")); err != nil {
+		t.Errorf("the second boot's console log: %v", err)
+	}
+	if len(logged) < 3 {
+		t.Errorf("Logf got %q, want the boots and the poweroff", logged)
+	}
+
+	// Options.Dir is required.
+	if _, err := instance.Start(ctx, instance.Options{Name: name, Base: base}); err == nil || !strings.Contains(err.Error(), "Options.Dir") {
+		t.Errorf("Start without Dir: %v", err)
+	}
 }

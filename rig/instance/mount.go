@@ -142,9 +142,13 @@ func unmountBounded(p string) error {
 	}
 }
 
-// removeTree unmounts everything below dir and then removes it. It refuses
-// to remove anything while a mount remains, so that it never deletes files
-// through a mount into another filesystem.
+// RemoveTree unmounts everything at or below dir and then removes it (a
+// missing dir is not an error): for the directory of instances a killed
+// process left behind. It refuses to remove anything while a mount
+// remains, so that it never deletes files through a mount into another
+// filesystem.
+func RemoveTree(dir string) error { return removeTree(dir) }
+
 func removeTree(dir string) error {
 	if err := unmountAll(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
