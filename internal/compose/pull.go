@@ -2,7 +2,9 @@ package compose
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,6 +64,20 @@ func NewPull(o PullOptions) *Pull {
 
 // Warning implements engine.Warner.
 func (p *Pull) Warning() string { return strings.Join(p.warnings, "; ") }
+
+// Restore implements engine.Memoizer: an image that could not be pulled
+// ahead is not asked for again on every run (a registry that needs the
+// login `up` has and this step has not): `up` pulls it.
+func (p *Pull) Restore(memo map[string]string) {
+	for _, img := range strings.Fields(memo["not_pulled"]) {
+		p.failed[img] = errors.New("not pulled ahead in an earlier run")
+	}
+}
+
+// Memo implements engine.Memoizer.
+func (p *Pull) Memo() map[string]string {
+	return map[string]string{"not_pulled": strings.Join(slices.Sorted(maps.Keys(p.failed)), " ")}
+}
 
 // Fingerprint is the list of images.
 func (p *Pull) Fingerprint(context.Context) (string, error) {

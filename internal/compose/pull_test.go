@@ -97,9 +97,14 @@ func TestPull(t *testing.T) {
 	if w := p.Warning(); !strings.Contains(w, "ghcr.io/labbs/github-actions-exporter:latest not pulled ahead (manifest unknown)") {
 		t.Errorf("Warning() = %q", w)
 	}
-	// The next run asks again.
+	// The next run does not ask for it again: up pulls it.
 	next := NewPull(PullOptions{Root: root, StackDir: "/opt/monitoring", File: "docker-compose.yml", Docker: imgs})
-	if ok, _ := next.Check(ctx); ok {
-		t.Error("the next run takes an image that failed to pull as present")
+	next.Restore(p.Memo())
+	if ok, _ := next.Check(ctx); !ok {
+		t.Error("the next run asks again for an image that could not be pulled")
+	}
+	fresh := NewPull(PullOptions{Root: root, StackDir: "/opt/monitoring", File: "docker-compose.yml", Docker: imgs})
+	if ok, _ := fresh.Check(ctx); ok {
+		t.Error("without the memo, a missing image is taken as present")
 	}
 }

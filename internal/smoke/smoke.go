@@ -142,14 +142,20 @@ func (r *runner) all(ctx context.Context, probes []probe) []Check {
 func (r *runner) attempt(ctx context.Context, p probe) Check {
 	c := Check{Category: p.category, Name: p.name}
 	delay := r.o.Backoff
+	attempts := r.o.Config.Attempts
+	if p.optional {
+		// Its failure is a warning whenever it comes: waiting out the
+		// retries would only make every smoke run slower.
+		attempts = 1
+	}
 	var err error
-	for i := 0; i < r.o.Config.Attempts; i++ {
+	for i := 0; i < attempts; i++ {
 		if i > 0 {
 			t := time.NewTimer(delay)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				i = r.o.Config.Attempts
+				i = attempts
 				continue
 			case <-t.C:
 			}
