@@ -39,9 +39,12 @@ type app struct {
 	cfg *config.Config // as loaded: instance placeholders not yet filled
 	log *zap.Logger
 	aws aws.Config
-	// failureHandled: this run's failure was already considered for the
-	// FAILURE signal, the moment its step failed.
-	failureHandled bool
+	// failureSent: this run sent FAILURE, the moment a step before the
+	// signal failed; no later failure sends another.
+	failureSent bool
+	// held is the run lock once taken: mkfs and mount inherit it, so a run
+	// killed while one of them goes on does not let the next run start.
+	held *lock.Lock
 }
 
 func newApp(ctx context.Context, g *globals, stdout io.Writer) (*app, error) {
@@ -81,7 +84,7 @@ func (a *app) discover(ctx context.Context) (*host.Host, error) {
 		Root:    a.g.root,
 		Config:  a.cfg,
 		AWS:     a.aws,
-		Run:     command.Exec{Log: a.log, Redact: a.g.secrets.Redact},
+		Run:     command.Exec{Log: a.log, Redact: a.g.secrets.Redact, Hold: a.hold},
 		Log:     a.log,
 		Secrets: a.g.secrets,
 	})
@@ -176,6 +179,7 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 		return nil, err
 	}
 	defer l.Release() //nolint:errcheck // the kernel drops it at exit anyway
+	a.held = l
 
 	store := eng.Store
 	st, recovered, err := store.Open()
@@ -197,6 +201,15 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 	return st, runErr
 }
 
+// hold is what an uninterruptible command inherits: the run lock, once
+// taken.
+func (a *app) hold() []*os.File {
+	if a.held == nil {
+		return nil
+	}
+	return []*os.File{a.held.File()}
+}
+
 // signalFailure tells CloudFormation at once that bootstrap failed, instead
 // of letting it wait out the CreationPolicy: for any failure once the
 // instance is known (lock timeout, state file, a step), unless the failure
@@ -207,10 +220,9 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 // and a file that cannot be read sends nothing, rather than a FAILURE
 // after a SUCCESS.
 func (a *app) signalFailure(h *host.Host, table []stepDef, run *state.State, runErr error) {
-	if a.failureHandled {
+	if a.failureSent {
 		return
 	}
-	a.failureHandled = true
 	if h == nil {
 		a.log.Error("cannot send the FAILURE signal: the instance id is unknown (instance metadata failed); "+
 			"CloudFormation will wait for its timeout", zap.String("stack", a.cfg.Stack.Name))
@@ -220,6 +232,9 @@ func (a *app) signalFailure(h *host.Host, table []stepDef, run *state.State, run
 	if !stack.Signals() {
 		return
 	}
+	// A step the signal does not need fails: no FAILURE. The signal and
+	// its needs keep going after it (engine.Node.KeepGoing), so whether
+	// SUCCESS or FAILURE goes out depends on them alone, not on timing.
 	var se *engine.StepError
 	if errors.As(runErr, &se) && !beforeSignal(table, se.Step) {
 		return
@@ -238,6 +253,7 @@ func (a *app) signalFailure(h *host.Host, table []stepDef, run *state.State, run
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), failureSignalTimeout)
 	defer cancel()
+	a.failureSent = true
 	if _, err := signaler(h).Send(ctx, h.Identity.InstanceID, cfntypes.ResourceSignalStatusFailure); err != nil {
 		a.log.Error("FAILURE signal not sent", zap.Error(err))
 	}

@@ -200,7 +200,10 @@ func nodes(table []stepDef, mode string, h *host.Host) []engine.Node {
 		if !slices.Contains(d.modes, mode) || (d.enabled != nil && !d.enabled(h)) {
 			continue
 		}
-		out = append(out, engine.Node{Name: d.name, Needs: d.needs, Step: d.build(h), Budget: d.budget(h)})
+		// The signal and what it needs run whatever else failed: the
+		// stack's outcome depends on them alone.
+		keep := d.beforeSignal || d.name == "signal"
+		out = append(out, engine.Node{Name: d.name, Needs: d.needs, Step: d.build(h), Budget: d.budget(h), KeepGoing: keep})
 	}
 	return out
 }

@@ -118,6 +118,10 @@ type Exec struct {
 	// Redact, when set, masks secrets in a failed command's output before
 	// it is cut to size: cut first, a secret could be left half shown.
 	Redact func(string) string
+	// Hold, when set, returns files an Uninterruptible command inherits
+	// (the run lock): one that outlives a killed agent keeps the next run
+	// waiting until it ends.
+	Hold func() []*os.File
 }
 
 // Run starts c, waits for it and returns its output. A non-zero exit is an
@@ -153,6 +157,9 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = stopGrace
+	if c.Uninterruptible && r.Hold != nil {
+		cmd.ExtraFiles = r.Hold()
+	}
 	switch {
 	case c.Inherit != nil:
 		cmd.Env = append(inherited(c.Inherit), c.Env...)

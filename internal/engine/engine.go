@@ -30,7 +30,7 @@ type Engine struct {
 	Now    func() time.Time // optional, for tests
 	// Redact masks secrets in what reaches the state file.
 	Redact func(string) string
-	// OnFailure, when set, is called as soon as a step fails, while the
+	// OnFailure, when set, is called as soon as each step fails, while the
 	// steps already running go on: a failure before the signal is told to
 	// CloudFormation at once, not after a Docker install beside it ends.
 	OnFailure func(*StepError)
@@ -80,9 +80,9 @@ func (e *Engine) Validate(opts Options) error {
 
 // Run converges the host from st, the state loaded under the run lock.
 // Each selected step starts as soon as the selected steps it needs have
-// converged, so independent steps run side by side. After a failure no
-// step starts; those already running finish, so that no step is cut off
-// halfway by another's failure. Run returns the first failure as a
+// converged, so independent steps run side by side. After a failure only
+// KeepGoing steps start; those already running finish, so that no step is
+// cut off halfway by another's failure. Run returns the first failure as a
 // *StepError; st and the state file record every step that ran.
 func (e *Engine) Run(ctx context.Context, st *state.State, opts Options) error {
 	if err := e.Validate(opts); err != nil {

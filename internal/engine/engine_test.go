@@ -482,3 +482,33 @@ func TestExtendCoversLongestRunning(t *testing.T) {
 		t.Fatalf("notifications %q", got)
 	}
 }
+
+// After an unrelated failure the steps marked KeepGoing still start once
+// their needs converge (the signal and what it needs), the others do not,
+// and every failure is reported.
+func TestKeepGoingAfterAnUnrelatedFailure(t *testing.T) {
+	slowVolume := &fakeStep{name: "volume", fp: "1", applyFunc: func(context.Context) error { time.Sleep(50 * time.Millisecond); return nil }}
+	bundle := &fakeStep{name: "bundle", fp: "2", applyErr: errors.New("NoSuchBucket")}
+	signal := &fakeStep{name: "signal", fp: "3"}
+	env := &fakeStep{name: "env", fp: "4"}
+	e, _ := newEngine(t, slowVolume, bundle, signal, env)
+	e.Nodes[0].KeepGoing = true
+	e.Nodes[2].Needs, e.Nodes[2].KeepGoing = []string{"volume"}, true
+	e.Nodes[3].Needs = []string{"volume"}
+	var reported []string
+	e.OnFailure = func(se *StepError) { reported = append(reported, se.Step) }
+	err := run(t, e, context.Background(), Options{})
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "bundle" {
+		t.Fatalf("err %v, want the bundle's failure", err)
+	}
+	if signal.applies != 1 {
+		t.Error("the signal did not start after the bundle failed: its outcome would depend on timing")
+	}
+	if env.checks != 0 {
+		t.Error("a step that does not keep going started after the failure")
+	}
+	if strings.Join(reported, ",") != "bundle" {
+		t.Errorf("reported %v", reported)
+	}
+}

@@ -46,7 +46,7 @@ func (e *Engine) newPass(st *state.State, nodes []Node) *pass {
 
 func (p *pass) run(ctx context.Context) error {
 	for {
-		if p.failed == nil && p.saveErr == nil {
+		if p.saveErr == nil {
 			p.startReady(ctx)
 		}
 		if len(p.running) == 0 {
@@ -79,7 +79,7 @@ func (p *pass) ready(n Node) bool {
 func (p *pass) startReady(ctx context.Context) {
 	var now []string
 	for _, n := range p.nodes {
-		if p.started[n.Name] || !p.ready(n) {
+		if p.started[n.Name] || !p.ready(n) || (p.failed != nil && !n.KeepGoing) {
 			continue
 		}
 		p.started[n.Name] = true
@@ -109,18 +109,19 @@ func (p *pass) finish(o outcome) {
 		return
 	}
 	p.e.status("step " + name + ": " + string(o.rec.Status) + ": " + firstLine(o.rec.LastError))
+	se := &StepError{Step: name, Err: o.err}
 	if p.failed == nil {
-		p.failed = &StepError{Step: name, Err: o.err}
-		if p.e.OnFailure != nil {
-			p.e.OnFailure(p.failed)
-		}
+		p.failed = se
+	}
+	if p.e.OnFailure != nil {
+		p.e.OnFailure(se)
 	}
 }
 
 // status shows the steps running, or the last that converged.
 func (p *pass) status() {
 	if p.failed != nil {
-		return // the failure stays shown
+		return // the first failure stays shown
 	}
 	if len(p.running) > 0 {
 		p.e.status("running: " + strings.Join(slices.Sorted(maps.Keys(p.running)), ", "))

@@ -41,4 +41,8 @@ type Node struct {
 	Needs  []string
 	Step   Step
 	Budget time.Duration
+	// KeepGoing starts the step even after another step failed, once its
+	// own needs converged: the signal and the steps it needs, whose outcome
+	// must not depend on how fast an unrelated step failed.
+	KeepGoing bool
 }

@@ -56,6 +56,10 @@ func Acquire(ctx context.Context, path string, timeout time.Duration) (*Lock, er
 	}
 }
 
+// File is the locked file: a program that inherits it holds the lock
+// until it exits, even when this process is killed first.
+func (l *Lock) File() *os.File { return l.f }
+
 // Release drops the lock.
 func (l *Lock) Release() error {
 	if err := unix.Flock(int(l.f.Fd()), unix.LOCK_UN); err != nil {
