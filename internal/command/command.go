@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -169,16 +170,21 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	if c.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(c.Stdin)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	out, err := newOutput(c.Uninterruptible)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	defer out.close()
+	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	if cctx.Err() != nil && cmd.Process != nil {
 		// Stopped or timed out: nothing it started may outlive it.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: cmd.ProcessState.ExitCode()}
+	stdout, stderr := out.read()
+	res := Result{Stdout: stdout, Stderr: stderr, ExitCode: cmd.ProcessState.ExitCode()}
 	if err == nil {
 		log.Debug("exec done", zap.Strings("argv", argv), zap.Duration("duration", time.Since(start)))
 		return res, nil
@@ -192,8 +198,8 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	cerr := &Error{
 		Argv:     argv,
 		ExitCode: res.ExitCode,
-		Stdout:   clip(r.redact(stdout.String())),
-		Stderr:   clip(r.redact(stderr.String())),
+		Stdout:   clip(r.redact(string(stdout))),
+		Stderr:   clip(r.redact(string(stderr))),
 		Err:      err,
 	}
 	if slices.Contains(c.Answers, res.ExitCode) {
@@ -229,4 +235,57 @@ func inherited(names []string) []string {
 		}
 	}
 	return out
+}
+
+// maxReadBack bounds what is read back of an uninterruptible command's
+// output.
+const maxReadBack = 1 << 20
+
+// output is where a command writes: buffers, or for an uninterruptible
+// command unlinked files. A program writing to a pipe whose reader, the
+// agent, was killed dies of SIGPIPE at its next write: mkfs.ext4 prints
+// its progress as it goes, and would stop halfway. A file takes its
+// output whoever is left to read it.
+type output struct {
+	stdout, stderr io.Writer
+	files          []*os.File
+}
+
+func newOutput(toFiles bool) (*output, error) {
+	if !toFiles {
+		return &output{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}, nil
+	}
+	o := &output{}
+	for range 2 {
+		f, err := os.CreateTemp("", "monagent-output-")
+		if err != nil {
+			o.close()
+			return nil, err
+		}
+		_ = os.Remove(f.Name()) // unlinked: gone with the last descriptor
+		o.files = append(o.files, f)
+	}
+	o.stdout, o.stderr = o.files[0], o.files[1]
+	return o, nil
+}
+
+func (o *output) read() (stdout, stderr []byte) {
+	if o.files == nil {
+		return o.stdout.(*bytes.Buffer).Bytes(), o.stderr.(*bytes.Buffer).Bytes()
+	}
+	return readBack(o.files[0]), readBack(o.files[1])
+}
+
+func readBack(f *os.File) []byte {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, maxReadBack))
+	return b
+}
+
+func (o *output) close() {
+	for _, f := range o.files {
+		f.Close()
+	}
 }

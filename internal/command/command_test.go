@@ -166,3 +166,21 @@ func TestQuiet(t *testing.T) {
 		}
 	}
 }
+
+// An uninterruptible command writes to files, not pipes: killed, the agent
+// takes no reader away from it, and no SIGPIPE ends it halfway.
+func TestUninterruptibleWritesToFiles(t *testing.T) {
+	script := `for fd in 1 2; do if [ -p /proc/self/fd/$fd ]; then echo "$fd pipe" >&$fd; else echo "$fd file" >&$fd; fi; done`
+	for _, tt := range []struct {
+		uninterruptible bool
+		want            string
+	}{{false, "pipe"}, {true, "file"}} {
+		res, err := Exec{}.Run(context.Background(), Cmd{Name: "sh", Args: []string{"-c", script}, Uninterruptible: tt.uninterruptible})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(res.Stdout) != "1 "+tt.want+"\n" || string(res.Stderr) != "2 "+tt.want+"\n" {
+			t.Errorf("uninterruptible=%t: stdout %q stderr %q, want both on a %s", tt.uninterruptible, res.Stdout, res.Stderr, tt.want)
+		}
+	}
+}

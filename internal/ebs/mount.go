@@ -221,7 +221,14 @@ func (s *Step) ensureMounted(ctx context.Context, volID, dev string) error {
 	cmd := command.Cmd{Name: "mount", Args: []string{"-t", s.cfg.FSType, "-o", MountOptions(s.cfg.MountOptions), dev, dir},
 		Timeout: mountTimeout, Uninterruptible: true}
 	if _, err := s.run.Run(ctx, cmd); err != nil {
-		return fmt.Errorf("volume: mount %s (%s) at %s: %w", volID, dev, dir, err)
+		err = fmt.Errorf("volume: mount %s (%s) at %s: %w", volID, dev, dir, err)
+		if corrupt(err) {
+			// A damaged filesystem stays damaged however often the mount is
+			// tried, and monagent never formats one that holds a signature.
+			return retry.PermanentError(fmt.Errorf("%w; the filesystem needs repair, which monagent never does by itself: "+
+				"%s, then run monagent reconcile", err, repairHint(s.cfg.FSType, dev)))
+		}
+		return err
 	}
 	ok, err := s.mounted(volID, dev)
 	if err != nil {
@@ -272,4 +279,17 @@ func splitOptions(opts string) []string {
 		}
 	}
 	return out
+}
+
+// corrupt reports whether a mount failed on a damaged filesystem: the
+// kernel's EUCLEAN, "Structure needs cleaning".
+func corrupt(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "structure needs cleaning")
+}
+
+func repairHint(fsType, dev string) string {
+	if fsType == "xfs" {
+		return fmt.Sprintf("look with xfs_repair -n %s, repair with xfs_repair %s", dev, dev)
+	}
+	return fmt.Sprintf("look with e2fsck -n %s, repair with e2fsck -f %s", dev, dev)
 }

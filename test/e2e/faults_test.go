@@ -998,7 +998,7 @@ func TestFaultSecrets(t *testing.T) {
 // A filesystem whose mkfs never finished (an mkfs killed outright, e.g. by
 // the machine going down: xfs marks its superblock "in progress" until
 // the end) shows to blkid as xfs: it is never formatted again, and the run
-// stops saying why.
+// stops for good, saying why and how to repair it.
 func TestFaultHalfMadeFilesystem(t *testing.T) {
 	h := newHost(t, scenario("", ""), "30s")
 	var uuid string
@@ -1019,8 +1019,10 @@ func TestFaultHalfMadeFilesystem(t *testing.T) {
 	if got := blkid(t, dev)["UUID"]; got != uuid {
 		t.Fatalf("the filesystem changed: %s -> %s", uuid, got)
 	}
-	if r.code == 0 || !strings.Contains(r.stderr, "mount") || !strings.Contains(r.stderr, "Structure needs cleaning") {
-		t.Fatalf("exit %d, want a failure of the mount saying why:\n%s", r.code, r.stderr)
+	// Permanent (exit 4: systemd does not restart into it), with the repair
+	// that monagent leaves to the operator.
+	if r.code != 4 || !strings.Contains(r.stderr, "Structure needs cleaning") || !strings.Contains(r.stderr, "xfs_repair -n "+dev) {
+		t.Fatalf("exit %d, want 4: a failure of the mount saying why and how to repair:\n%s", r.code, r.stderr)
 	}
 	if sig := h.signals(); len(sig) != 1 || !strings.Contains(sig[0], "FAILURE") {
 		t.Errorf("signals %q, want one FAILURE", sig)
