@@ -193,7 +193,7 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 	st.LastRun, st.Mode, st.InstanceID = start, mode, h.Identity.InstanceID
 	a.textfileLink(h)
 	// One batched SSM read for every parameter the steps will ask for.
-	if err := h.Params.Prefetch(ctx, h.Parameters()); err != nil {
+	if err := h.Params.Prefetch(ctx, h.Config.Parameters()); err != nil {
 		a.log.Warn("SSM parameters not read up front; the steps will say what they miss", zap.Error(err))
 	}
 	runErr := eng.Run(ctx, st, opts)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -505,5 +506,21 @@ func BenchmarkExpandOpenBraces(b *testing.B) {
 		if _, p := expandString(s, keep); p != nil {
 			b.Fatal(p)
 		}
+	}
+}
+
+func TestParameters(t *testing.T) {
+	c := Defaults()
+	c.Endpoints = map[string]string{"/monitoring-production/loki/endpoint": "x"}
+	want := []string{"/monitoring-production/ebs/volume-id", "/monitoring-production/github/api-token",
+		"/monitoring-production/grafana/admin-password", "/monitoring-production/loki/endpoint",
+		"/monitoring-production/prometheus/metrics-bearer-token", "/monitoring-production/ssm/scripts-bucket-name"}
+	if got := c.Parameters(); !slices.Equal(got, want) {
+		t.Errorf("Parameters() = %v, want %v", got, want)
+	}
+	// A volume id or bucket given in the file is not read from SSM.
+	c.Volume.ID, c.Bundle.Bucket = "vol-0123456789abcdef0", "scripts"
+	if got := c.Parameters(); slices.Contains(got, "/monitoring-production/ebs/volume-id") || slices.Contains(got, "/monitoring-production/ssm/scripts-bucket-name") {
+		t.Errorf("Parameters() = %v with the id and bucket set", got)
 	}
 }

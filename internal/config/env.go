@@ -1,6 +1,9 @@
 package config
 
-import "path"
+import (
+	"path"
+	"slices"
+)
 
 // Generators for EnvVar.Generate. Both draw 32 bytes from crypto/rand.
 const (
@@ -23,3 +26,26 @@ func (c *Config) StackDataDir() string {
 // Signals reports whether bootstrap sends the CloudFormation signal: it
 // needs both the stack name and the resource's logical id.
 func (s Stack) Signals() bool { return s.Name != "" && s.Resource != "" }
+
+// Parameters lists every SSM parameter the configuration reads, sorted:
+// the run reads them in one batched call at its start, and the instance
+// role's policy grants exactly these.
+func (c *Config) Parameters() []string {
+	var names []string
+	if c.Volume.ID == "" {
+		names = append(names, c.Volume.IDParameter)
+	}
+	if c.Bundle.Bucket == "" {
+		names = append(names, c.Bundle.BucketParameter)
+	}
+	for _, v := range c.Env {
+		if v.Parameter != "" {
+			names = append(names, v.Parameter)
+		}
+	}
+	for n := range c.Endpoints {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}

@@ -41,7 +41,7 @@ type Need struct {
 	Secret bool
 }
 
-// Needs lists every SSM parameter c (expanded) reads, as host.Parameters
+// Needs lists every SSM parameter c (expanded) reads, as c.Parameters
 // does, with what an absent one means.
 func Needs(c *config.Config) []Need {
 	byName := map[string]Need{}

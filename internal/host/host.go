@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
@@ -120,25 +119,3 @@ func (h *Host) ComposeEnv() []string {
 	return []string{"DOCKER_CONFIG=" + h.Path("/usr/local/lib/docker")}
 }
 
-// Parameters lists every SSM parameter the configuration reads, for one
-// batched read at the start of a run.
-func (h *Host) Parameters() []string {
-	c := h.Config
-	var names []string
-	if c.Volume.ID == "" {
-		names = append(names, c.Volume.IDParameter)
-	}
-	if c.Bundle.Bucket == "" {
-		names = append(names, c.Bundle.BucketParameter)
-	}
-	for _, v := range c.Env {
-		if v.Parameter != "" {
-			names = append(names, v.Parameter)
-		}
-	}
-	for n := range c.Endpoints {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
-}

@@ -220,28 +220,6 @@ func KeyARN(partition, region, account, key string) (string, error) {
 		"as aws ec2 describe-volumes --query 'Volumes[].KmsKeyId' shows it", key)
 }
 
-// Parameters lists the SSM parameters the configuration reads, sorted: the
-// same names the run reads in its one batched call at the start
-// (host.Host.Parameters).
-func Parameters(c *config.Config) []string {
-	var names []string
-	if c.Volume.ID == "" {
-		names = append(names, c.Volume.IDParameter)
-	}
-	if c.Bundle.Bucket == "" {
-		names = append(names, c.Bundle.BucketParameter)
-	}
-	for _, v := range c.Env {
-		if v.Parameter != "" {
-			names = append(names, v.Parameter)
-		}
-	}
-	for n := range c.Endpoints {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
-}
 
 // Generated lists the parameters the env step creates when absent.
 func Generated(c *config.Config) []string {
@@ -374,7 +352,7 @@ func (b *builder) parameterARNs(names []string) []string {
 // parameters: every parameter the run reads, in one batched GetParameters;
 // GetParameter reads back a generated secret someone else created first.
 func (b *builder) parameters(c *config.Config) {
-	names := Parameters(c)
+	names := c.Parameters()
 	if len(names) == 0 {
 		return
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/monagent/monagent/internal/config"
-	"github.com/monagent/monagent/internal/host"
 	"github.com/monagent/monagent/internal/iampolicy"
 )
 
@@ -450,17 +449,3 @@ func TestKeyARN(t *testing.T) {
 	}
 }
 
-// The policy's reads are the run's reads: the names host.Host.Parameters
-// prefetches.
-func TestParametersAreTheRunsReads(t *testing.T) {
-	for _, yaml := range []string{
-		defaultYAML,
-		defaultYAML + "volume:\n  id: vol-0123456789abcdef0\nbundle:\n  bucket: b-b-b\n",
-		"prefix: p\nenv:\n  A: {parameter: '/p/{instance_id}/a'}\n  B: {value: b}\nendpoints:\n  /p/e: x\n",
-	} {
-		c := loadConfig(t, yaml)
-		if got, want := iampolicy.Parameters(c), (&host.Host{Config: c}).Parameters(); !slices.Equal(got, want) {
-			t.Errorf("%s: iampolicy reads %v, the run reads %v", yaml, got, want)
-		}
-	}
-}
