@@ -118,4 +118,3 @@ func (h *Host) ComposeEnv() []string {
 	}
 	return []string{"DOCKER_CONFIG=" + h.Path("/usr/local/lib/docker")}
 }
-

@@ -220,7 +220,6 @@ func KeyARN(partition, region, account, key string) (string, error) {
 		"as aws ec2 describe-volumes --query 'Volumes[].KmsKeyId' shows it", key)
 }
 
-
 // Generated lists the parameters the env step creates when absent.
 func Generated(c *config.Config) []string {
 	var names []string

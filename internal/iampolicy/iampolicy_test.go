@@ -448,4 +448,3 @@ func TestKeyARN(t *testing.T) {
 		}
 	}
 }
-
