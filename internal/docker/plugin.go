@@ -45,7 +45,7 @@ func (s *Step) pluginInstalled(ctx context.Context) (bool, error) {
 		v, err := s.pluginVersion(ctx, path)
 		return err == nil && strings.TrimPrefix(v, "v") == strings.TrimPrefix(s.o.Config.ComposePlugin.Version, "v"), nil
 	}
-	got, err := fileSHA256(path)
+	got, err := FileSHA256(path)
 	if err != nil {
 		return false, fmt.Errorf("docker: %w", err)
 	}
@@ -148,7 +148,9 @@ func checkSum(sum hash.Hash, want, url string) error {
 	return nil
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of the file at path: what
+// docker.compose_plugin.sha256 pins.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -156,7 +158,7 @@ func fileSHA256(path string) (string, error) {
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -2,11 +2,8 @@ package doctor
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -85,7 +82,7 @@ func ComposePlugin(ctx context.Context, p Plugin) Check {
 	}
 	detail := fmt.Sprintf("%s at %s", want, path)
 	if sum := p.Config.SHA256; sum != "" {
-		have, err := fileSHA256(path)
+		have, err := docker.FileSHA256(path)
 		if err != nil {
 			return Failed(name, err.Error())
 		}
@@ -108,15 +105,3 @@ func composeVersion(ctx context.Context, p Plugin) (string, error) {
 	return strings.TrimSpace(string(res.Stdout)), nil
 }
 
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}

@@ -123,7 +123,7 @@ func TestComposePlugin(t *testing.T) {
 			}
 			want := tt.sha256
 			if want == sum {
-				want, _ = fileSHA256(path)
+				want, _ = docker.FileSHA256(path)
 			}
 			c := ComposePlugin(context.Background(), Plugin{Root: root, Run: tt.run,
 				Config: config.ComposePlugin{Version: "v5.6.0", URL: "http://x/docker-compose", SHA256: want}})
