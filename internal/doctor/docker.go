@@ -104,4 +104,3 @@ func composeVersion(ctx context.Context, p Plugin) (string, error) {
 	}
 	return strings.TrimSpace(string(res.Stdout)), nil
 }
-
