@@ -117,8 +117,10 @@ type store struct {
 	path string
 	mu   sync.Mutex // serialises this process; the flock serialises processes
 
-	cacheMod  time.Time
-	cacheSize int64
+	// cacheInfo is the file the cache was read from: a write renames a new
+	// file into place, and the same size and a coarse mtime alone would not
+	// tell two writes a few milliseconds apart.
+	cacheInfo os.FileInfo
 	cache     *dbState
 }
 
@@ -156,14 +158,14 @@ func (st *store) read() (*dbState, error) {
 		}
 		return nil, err
 	}
-	if st.cache != nil && fi.ModTime().Equal(st.cacheMod) && fi.Size() == st.cacheSize {
+	if c := st.cacheInfo; st.cache != nil && os.SameFile(c, fi) && fi.ModTime().Equal(c.ModTime()) && fi.Size() == c.Size() {
 		return st.cache, nil
 	}
 	s, err := st.load()
 	if err != nil {
 		return nil, err
 	}
-	st.cache, st.cacheMod, st.cacheSize = s, fi.ModTime(), fi.Size()
+	st.cache, st.cacheInfo = s, fi
 	return s, nil
 }
 
