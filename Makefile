@@ -3,7 +3,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO      ?= $(shell command -v go || echo /usr/local/go/bin/go)
 
-.PHONY: build test lint demo clean
+.PHONY: build test lint demo bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/monagent ./cmd/monagent
@@ -18,6 +18,11 @@ lint:
 
 demo:
 	./scripts/demo.sh
+
+# Boot and no-op figures against their bounds (test/e2e/bench_test.go); the
+# last line is the summary. The rig must be built (make test builds it).
+bench:
+	$(GO) test ./test/e2e -run '^$$' -bench BenchmarkBoot -benchtime 1x -count 1
 
 clean:
 	rm -rf bin

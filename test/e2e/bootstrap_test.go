@@ -90,7 +90,7 @@ func TestBootstrapBlankVolumeThenRerun(t *testing.T) {
 
 // prepare attaches the volume through the API, lets fn write to the raw
 // device, and detaches it again, as a previous life of the volume would.
-func prepare(t *testing.T, h *host, fn func(dev string)) {
+func prepare(t testing.TB, h *host, fn func(dev string)) {
 	t.Helper()
 	ctx := context.Background()
 	c := h.ec2()

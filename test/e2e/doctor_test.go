@@ -360,7 +360,7 @@ func (h *host) checkReadOnly(before []string) {
 // treeOf lists every path under root with its mode, size and time of
 // change: what doctor must not touch. The data volume is left out: the
 // running stack writes there.
-func treeOf(t *testing.T, root string) []string {
+func treeOf(t testing.TB, root string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -384,7 +384,7 @@ func treeOf(t *testing.T, root string) []string {
 }
 
 // installUnits installs and enables the units as the package does.
-func installUnits(t *testing.T, root string) {
+func installUnits(t testing.TB, root string) {
 	t.Helper()
 	for unit, target := range map[string]string{"monagent.service": "multi-user.target", "monagent-reconcile.timer": "timers.target"} {
 		writeFile(t, filepath.Join(root, "usr/lib/systemd/system", unit), readFile(t, filepath.Join("../../systemd", unit)))

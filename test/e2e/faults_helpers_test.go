@@ -49,7 +49,7 @@ func (ft *faultTally) log(t *testing.T) {
 
 // faultSecret is recognisable in any text: letters and digits only, so
 // JSON and shell quoting leave it whole.
-func faultSecret(t *testing.T, tag string) string {
+func faultSecret(t testing.TB, tag string) string {
 	t.Helper()
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -77,7 +77,7 @@ volumes:
 
 // lightBundle writes the light stack's bundle: the compose file and a
 // notes file whose content the tests change to make the bundle step work.
-func lightBundle(t *testing.T, notes string) string {
+func lightBundle(t testing.TB, notes string) string {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "docker-compose.yml"), lightCompose)
@@ -99,7 +99,7 @@ func faultScenario(bundleDir string, attach, signal time.Duration) string {
 // newLightHost is a stack host running the light bundle in project, with
 // the Grafana password (bound for .env) set to secret, a settle time of
 // one second, and the plugin served by awssim.
-func newLightHost(t *testing.T, project, scen, secret string) (*host, string) {
+func newLightHost(t testing.TB, project, scen, secret string) (*host, string) {
 	t.Helper()
 	h, sum := newStackHost(t, hostOptions{scenario: scen, project: project}, "")
 	cfg := readFile(t, h.config)
@@ -355,7 +355,7 @@ func (h *host) runUntil(t *testing.T, p killPoint, limit time.Duration, env []st
 
 // watchCreate is an inotify descriptor reporting the files made in dir;
 // closing it ends a Read under way.
-func watchCreate(t *testing.T, dir string) *os.File {
+func watchCreate(t testing.TB, dir string) *os.File {
 	t.Helper()
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
@@ -523,7 +523,7 @@ func sha256File(path string) (string, error) {
 
 // writeAtomic replaces path as an administrator's tool would: the test's
 // own changes must not look like a torn file.
-func writeAtomic(t *testing.T, path, content string) {
+func writeAtomic(t testing.TB, path, content string) {
 	t.Helper()
 	tmp := path + ".fault-new"
 	writeFile(t, tmp, content)
@@ -536,7 +536,7 @@ func writeAtomic(t *testing.T, path, content string) {
 // every text monagent produced, and fails the test if a secret shows in
 // any of them.
 type secretWatch struct {
-	t       *testing.T
+	t       testing.TB
 	mu      sync.Mutex
 	secrets []string
 	argv    map[string]bool
@@ -548,7 +548,7 @@ type secretWatch struct {
 
 // watchSecrets starts sampling /proc/*/cmdline every 20 ms until the test
 // ends; the check runs in the test's cleanup.
-func watchSecrets(t *testing.T) *secretWatch {
+func watchSecrets(t testing.TB) *secretWatch {
 	t.Helper()
 	w := &secretWatch{t: t, argv: map[string]bool{}, texts: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
@@ -749,7 +749,7 @@ func (b *bgRun) wait(t *testing.T) killRun {
 // its own bridge, data, exec root and containerd namespaces: it may be
 // stopped without touching the host's engine or what runs on it.
 type privateEngine struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	sock   string
 	bridge string
@@ -757,7 +757,7 @@ type privateEngine struct {
 	done   chan struct{}
 }
 
-func newPrivateEngine(t *testing.T) *privateEngine {
+func newPrivateEngine(t testing.TB) *privateEngine {
 	t.Helper()
 	// Short paths: containerd's and libnetwork's sockets live under them.
 	dir, err := os.MkdirTemp("", "mfd")

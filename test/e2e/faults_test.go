@@ -32,7 +32,7 @@ import (
 // replayed with MONAGENT_FAULT_SEED.
 
 // faultSeed is MONAGENT_FAULT_SEED, or the time.
-func faultSeed(t *testing.T) uint64 {
+func faultSeed(t testing.TB) uint64 {
 	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("MONAGENT_FAULT_SEED"); s != "" {
@@ -398,7 +398,7 @@ func TestFaultKill9(t *testing.T) {
 }
 
 // simArg is the value of one of awssim's flags.
-func simArg(t *testing.T, h *host, flag string) string {
+func simArg(t testing.TB, h *host, flag string) string {
 	t.Helper()
 	if i := slices.Index(h.sim.Args, flag); i >= 0 && i+1 < len(h.sim.Args) {
 		return h.sim.Args[i+1]
@@ -408,7 +408,7 @@ func simArg(t *testing.T, h *host, flag string) string {
 }
 
 // putString stores a String parameter, as an operator would.
-func putString(t *testing.T, h *host, name, value string) {
+func putString(t testing.TB, h *host, name, value string) {
 	t.Helper()
 	_, err := ssm.NewFromConfig(h.awsConfig()).PutParameter(context.Background(), &ssm.PutParameterInput{
 		Name: aws.String(name), Value: aws.String(value), Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
@@ -894,7 +894,7 @@ func TestFaultDisk(t *testing.T) {
 
 // fillFilesystem fills the filesystem at dir, blocks and inodes, under
 // dir/filler; it returns what it made.
-func fillFilesystem(t *testing.T, dir string) string {
+func fillFilesystem(t testing.TB, dir string) string {
 	t.Helper()
 	filler := filepath.Join(dir, "filler")
 	if err := os.MkdirAll(filler, 0o755); err != nil {
@@ -933,7 +933,7 @@ func fillFilesystem(t *testing.T, dir string) string {
 
 // checkNothingHalfWritten: the state parses, .env is whole and holds one
 // of the values, no temporary file is left behind.
-func checkNothingHalfWritten(t *testing.T, h *host, passwords map[string]bool) {
+func checkNothingHalfWritten(t testing.TB, h *host, passwords map[string]bool) {
 	t.Helper()
 	if _, err := (&state.Store{Path: filepath.Join(h.root, "var/lib/monagent/state.json")}).Load(); err != nil {
 		t.Errorf("state: %v", err)

@@ -255,7 +255,7 @@ func TestSmokeChecksTheVolumesFilesystem(t *testing.T) {
 	}
 }
 
-func writeExecutable(t *testing.T, path, content string) {
+func writeExecutable(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func (h *host) holdLock(t *testing.T) {
 }
 
 // waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 
 // host is one simulated instance: an awssim process and a host root.
 type host struct {
-	t      *testing.T
+	t      testing.TB
 	root   string
 	url    string
 	config string
@@ -123,7 +123,7 @@ volume:
   device_timeout: 10s
 `
 
-func newHost(t *testing.T, scen string, waitAvailable string) *host {
+func newHost(t testing.TB, scen string, waitAvailable string) *host {
 	t.Helper()
 	return startHost(t, hostOptions{scenario: scen, config: fmt.Sprintf(baseConfig, waitAvailable)})
 }
@@ -139,7 +139,7 @@ type hostOptions struct {
 }
 
 // startHost starts awssim on a fresh host root.
-func startHost(t *testing.T, o hostOptions) *host {
+func startHost(t testing.TB, o hostOptions) *host {
 	t.Helper()
 	h := &host{t: t, root: t.TempDir(), until: "signal", project: o.project}
 	if h.project == "" {
@@ -309,7 +309,7 @@ func (h *host) signalTime(status string) time.Time {
 }
 
 // logTime is the time of the first JSON log line with message msg.
-func logTime(t *testing.T, logs, msg string) time.Time {
+func logTime(t testing.TB, logs, msg string) time.Time {
 	t.Helper()
 	for _, line := range strings.Split(logs, "\n") {
 		var e struct {
@@ -347,7 +347,7 @@ func (h *host) readFstab() string {
 }
 
 // blkid probes dev and returns its key=value export.
-func blkid(t *testing.T, dev string) map[string]string {
+func blkid(t testing.TB, dev string) map[string]string {
 	t.Helper()
 	out, _ := exec.Command("blkid", "-p", "-o", "export", dev).Output()
 	kv := map[string]string{}
@@ -359,7 +359,7 @@ func blkid(t *testing.T, dev string) map[string]string {
 	return kv
 }
 
-func run(t *testing.T, name string, args ...string) {
+func run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
@@ -420,7 +420,7 @@ func (h *host) writeConfig(extra string) {
 	writeFile(h.t, h.config, fmt.Sprintf(baseConfig, "30s")+extra)
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ type policyStatement struct {
 // parsePolicy checks that out is a policy document, every statement
 // allowing named actions on named resources, and no wildcard but where the
 // API has no resource-level permissions.
-func parsePolicy(t *testing.T, out string) []policyStatement {
+func parsePolicy(t testing.TB, out string) []policyStatement {
 	t.Helper()
 	var doc struct {
 		Version   string

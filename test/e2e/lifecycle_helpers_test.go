@@ -32,7 +32,7 @@ const (
 // lifecycle is the state of TestLifecycle: the rig, the account (awssim
 // on one state directory across its runs) and the current instance.
 type lifecycle struct {
-	t          *testing.T
+	t          testing.TB
 	ctx        context.Context
 	rig        *sim.Rig
 	data       string // the account's state
@@ -44,7 +44,7 @@ type lifecycle struct {
 
 // newLifecycle prepares the rig (cached), starts the account and launches
 // the first instance.
-func newLifecycle(t *testing.T) *lifecycle {
+func newLifecycle(t testing.TB) *lifecycle {
 	t.Helper()
 	lc := &lifecycle{t: t, ctx: t.Context(), data: t.TempDir()}
 	repo, err := filepath.Abs("../..")

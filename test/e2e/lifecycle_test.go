@@ -229,7 +229,7 @@ func (lc *lifecycle) expectNewSignal(m *sim.Machine, id string) {
 }
 
 // expectStatusText checks the last STATUS= of the unit's run.
-func expectStatusText(t *testing.T, p map[string]string, prefix string) {
+func expectStatusText(t testing.TB, p map[string]string, prefix string) {
 	t.Helper()
 	if !strings.HasPrefix(p["StatusText"], prefix) {
 		t.Errorf("monagent.service StatusText %q, want %q...", p["StatusText"], prefix)
@@ -237,7 +237,7 @@ func expectStatusText(t *testing.T, p map[string]string, prefix string) {
 }
 
 // expectProps checks unit properties.
-func expectUnitProps(t *testing.T, what string, got, want map[string]string) {
+func expectUnitProps(t testing.TB, what string, got, want map[string]string) {
 	t.Helper()
 	for k, v := range want {
 		if got[k] != v {

@@ -162,7 +162,7 @@ func TestMetricsOnNodeExporter(t *testing.T) {
 }
 
 // checkRunMetrics compares the run's families with the state file.
-func checkRunMetrics(t *testing.T, got map[string]float64, st *state.State, mode string) {
+func checkRunMetrics(t testing.TB, got map[string]float64, st *state.State, mode string) {
 	t.Helper()
 	if len(st.Steps) == 0 {
 		t.Fatal("the state has no steps")
@@ -177,7 +177,7 @@ func checkRunMetrics(t *testing.T, got map[string]float64, st *state.State, mode
 }
 
 // checkSmokeMetrics compares smoke's families with its report.
-func checkSmokeMetrics(t *testing.T, got map[string]float64, rep smoke.Report) {
+func checkSmokeMetrics(t testing.TB, got map[string]float64, rep smoke.Report) {
 	t.Helper()
 	if len(rep.Checks) == 0 {
 		t.Fatal("smoke made no checks")
@@ -210,7 +210,7 @@ func oldestSuccess(st *state.State) time.Time {
 	return oldest
 }
 
-func wantValue(t *testing.T, got map[string]float64, key string, want float64) {
+func wantValue(t testing.TB, got map[string]float64, key string, want float64) {
 	t.Helper()
 	v, ok := got[key]
 	switch {
@@ -239,7 +239,7 @@ func gaugeBool(b bool) float64 {
 	return 0
 }
 
-func metricsState(t *testing.T, h *host) *state.State {
+func metricsState(t testing.TB, h *host) *state.State {
 	t.Helper()
 	st, err := (&state.Store{Path: filepath.Join(h.root, "var/lib/monagent/state.json")}).Load()
 	if err != nil {
@@ -254,7 +254,7 @@ type nodeExporter struct{ url string }
 // startNodeExporter runs the rig's node-exporter as the seed stack does,
 // with src (the textfile link: Docker follows it) mounted read-only at the
 // seed's path; only the textfile collector, on a port Docker picks.
-func startNodeExporter(t *testing.T, src string) *nodeExporter {
+func startNodeExporter(t testing.TB, src string) *nodeExporter {
 	t.Helper()
 	name := fmt.Sprintf("monagent-e2e-node-exporter-%d", time.Now().UnixNano())
 	out, err := exec.Command("docker", "run", "-d", "--name", name,
@@ -340,7 +340,7 @@ func sampleValue(typ dto.MetricType, m *dto.Metric) float64 {
 
 // promtool runs the rig's Prometheus image's promtool with stdin and the
 // given host directories mounted read-only (host path -> container path).
-func promtool(t *testing.T, stdin io.Reader, mounts map[string]string, args ...string) string {
+func promtool(t testing.TB, stdin io.Reader, mounts map[string]string, args ...string) string {
 	t.Helper()
 	if _, err := dockerRig(); err != nil {
 		t.Fatal(err)
@@ -423,7 +423,7 @@ type expAlert struct {
 // grafana smoke checks fail from minute 1 and that never succeeded, and
 // one ("good") that is fine; monagent_last_run_timestamp_seconds absent
 // throughout, then present in a second group.
-func alertTests(t *testing.T) ruleTests {
+func alertTests(t testing.TB) ruleTests {
 	const bad, good = `instance="bad:9100",job="node-exporter"`, `instance="good:9100",job="node-exporter"`
 	fire := func(alert string, labels map[string]string, value string) []expAlert {
 		return []expAlert{{ExpLabels: labels, ExpAnnotations: annotations(t, alert, labels, value)}}
@@ -478,7 +478,7 @@ func alertTests(t *testing.T) ruleTests {
 // annotations are the alert's annotations as Prometheus renders them for
 // labels and value: the templates the rule file uses are filled in here,
 // and any other is an error, so a new one is added here on purpose.
-func annotations(t *testing.T, alert string, labels map[string]string, value string) map[string]string {
+func annotations(t testing.TB, alert string, labels map[string]string, value string) map[string]string {
 	t.Helper()
 	var f struct {
 		Groups []struct {

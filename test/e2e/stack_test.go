@@ -46,7 +46,7 @@ var dockerRig = sync.OnceValues(func() (string, error) {
 })
 
 // plugin returns a directory serving the Compose plugin, and its sha256.
-func plugin(t *testing.T) (dir, sum string) {
+func plugin(t testing.TB) (dir, sum string) {
 	t.Helper()
 	path, err := dockerRig()
 	if err != nil {
@@ -67,7 +67,7 @@ func plugin(t *testing.T) (dir, sum string) {
 // lockSeedStack takes the machine-wide turn for the seed stack, whose
 // container names and host ports are fixed (the rig's own stack test
 // takes the same lock).
-func lockSeedStack(t *testing.T) {
+func lockSeedStack(t testing.TB) {
 	t.Helper()
 	if err := os.MkdirAll(rigCache(), 0o755); err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func lockSeedStack(t *testing.T) {
 	t.Cleanup(func() { f.Close() })
 }
 
-func seedFixture(t *testing.T) string {
+func seedFixture(t testing.TB) string {
 	t.Helper()
 	p, err := filepath.Abs("../../../shared/fixtures/seed-stack")
 	if err != nil {
@@ -102,7 +102,7 @@ func seedFixture(t *testing.T) string {
 // relative to the stack directory: on an instance, /opt/monitoring/... is
 // the stack directory; under --root, only ./... leads there. The mount's
 // source is then the textfile link monagent keeps, as on an instance.
-func seedBundle(t *testing.T) string {
+func seedBundle(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bundle")
 	run(t, "cp", "-a", seedFixture(t), dir)
@@ -163,7 +163,7 @@ smoke:
 }
 
 // newStackHost starts a host whose configuration runs the whole stack.
-func newStackHost(t *testing.T, o hostOptions, extraConfig string) (*host, string) {
+func newStackHost(t testing.TB, o hostOptions, extraConfig string) (*host, string) {
 	t.Helper()
 	dir, sum := plugin(t)
 	o.files = dir
@@ -175,7 +175,7 @@ func newStackHost(t *testing.T, o hostOptions, extraConfig string) (*host, strin
 	return h, sum
 }
 
-func putParameter(t *testing.T, h *host, name, value string, overwrite bool) {
+func putParameter(t testing.TB, h *host, name, value string, overwrite bool) {
 	t.Helper()
 	_, err := ssm.NewFromConfig(h.awsConfig()).PutParameter(context.Background(), &ssm.PutParameterInput{
 		Name: aws.String(name), Value: aws.String(value), Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(overwrite)})
@@ -184,7 +184,7 @@ func putParameter(t *testing.T, h *host, name, value string, overwrite bool) {
 	}
 }
 
-func getParameter(t *testing.T, h *host, name string) string {
+func getParameter(t testing.TB, h *host, name string) string {
 	t.Helper()
 	out, err := ssm.NewFromConfig(h.awsConfig()).GetParameter(context.Background(), &ssm.GetParameterInput{
 		Name: aws.String(name), WithDecryption: aws.Bool(true)})
@@ -216,7 +216,7 @@ type containerInfo struct {
 }
 
 // containers lists the project's containers by service.
-func containers(t *testing.T, projectName string) map[string]containerInfo {
+func containers(t testing.TB, projectName string) map[string]containerInfo {
 	t.Helper()
 	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+projectName).Output()
 	if err != nil {
@@ -381,7 +381,7 @@ func TestStackBootstrapAndReconcile(t *testing.T) {
 // smokeFailures breaks the running stack one way at a time; smoke names
 // each with its line and exits 1. (A wrong filesystem at the mount point:
 // TestSmokeChecksTheVolumesFilesystem.)
-func smokeFailures(t *testing.T, h *host) {
+func smokeFailures(t testing.TB, h *host) {
 	config := readFile(t, h.config)
 	quick := strings.Replace(config, "smoke:\n", "smoke:\n  attempts: 1\n  timeout: 2s\n", 1)
 	tests := []struct {
@@ -419,7 +419,7 @@ func smokeFailures(t *testing.T, h *host) {
 }
 
 // checkStatus reads status of a converged stack host, as text and JSON.
-func checkStatus(t *testing.T, h *host) {
+func checkStatus(t testing.TB, h *host) {
 	t.Helper()
 	text := h.mustConverge("status").stdout
 	flat := strings.Join(strings.Fields(text), " ")
@@ -477,7 +477,7 @@ func sameContainers(a, b map[string]containerInfo, services []string) bool {
 	return true
 }
 
-func readEnv(t *testing.T, path string) map[string]string {
+func readEnv(t testing.TB, path string) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -490,7 +490,7 @@ func readEnv(t *testing.T, path string) map[string]string {
 	return env
 }
 
-func checkFile(t *testing.T, path string, mode os.FileMode, uid, gid uint32) {
+func checkFile(t testing.TB, path string, mode os.FileMode, uid, gid uint32) {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -503,7 +503,7 @@ func checkFile(t *testing.T, path string, mode os.FileMode, uid, gid uint32) {
 }
 
 // httpGet fetches a URL of the stack, with basic auth when user is set.
-func httpGet(t *testing.T, url, user, password string) (int, []byte) {
+func httpGet(t testing.TB, url, user, password string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	if user != "" {
@@ -518,7 +518,7 @@ func httpGet(t *testing.T, url, user, password string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func httpPost(t *testing.T, url, user, password string, body []byte) int {
+func httpPost(t testing.TB, url, user, password string, body []byte) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.SetBasicAuth(user, password)
@@ -678,7 +678,7 @@ var crasherImage = sync.OnceValues(func() (string, error) {
 
 // crasherHost is a stack of one service that fails after crashAfter,
 // restarting, in project name.
-func crasherHost(t *testing.T, name, crashAfter string) *host {
+func crasherHost(t testing.TB, name, crashAfter string) *host {
 	t.Helper()
 	if _, err := dockerRig(); err != nil {
 		t.Fatal(err)
@@ -806,7 +806,7 @@ func TestReadyNoticesLateEngine(t *testing.T) {
 	t.Logf("noticed %v after the engine's first answer", ready.Sub(answered))
 }
 
-func volumeState(t *testing.T, h *host) string {
+func volumeState(t testing.TB, h *host) string {
 	t.Helper()
 	out, err := h.ec2().DescribeVolumes(context.Background(), &ec2.DescribeVolumesInput{VolumeIds: []string{volumeID}})
 	if err != nil || len(out.Volumes) != 1 {
@@ -816,7 +816,7 @@ func volumeState(t *testing.T, h *host) string {
 }
 
 // waitForLong polls cond every 10 ms for up to d.
-func waitForLong(t *testing.T, d time.Duration, cond func() bool) {
+func waitForLong(t testing.TB, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

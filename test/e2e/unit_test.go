@@ -29,7 +29,7 @@ func rigCache() string {
 	return "/var/cache/monagent-rig"
 }
 
-func baseRootfs(t *testing.T) string {
+func baseRootfs(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
@@ -74,7 +74,7 @@ type unitSetup struct {
 // bootWithUnit attaches the volume (as a launch would), then boots an
 // instance with monagent installed as the AMI bake installs it, its unit
 // enabled, the volume's loop device and by-id link bound in.
-func bootWithUnit(t *testing.T, h *host, name string, u unitSetup) *instance.Instance {
+func bootWithUnit(t testing.TB, h *host, name string, u unitSetup) *instance.Instance {
 	t.Helper()
 	dev := attachOnHost(t, h)
 	repo, err := filepath.Abs("../..")
@@ -126,7 +126,7 @@ func bootWithUnit(t *testing.T, h *host, name string, u unitSetup) *instance.Ins
 // attachOnHost attaches the volume to the simulated instance through the
 // EC2 API before boot, and returns its loop device: a device node made
 // after boot would not appear in the instance's /dev.
-func attachOnHost(t *testing.T, h *host) string {
+func attachOnHost(t testing.TB, h *host) string {
 	t.Helper()
 	_, err := h.ec2().AttachVolume(context.Background(), &ec2.AttachVolumeInput{VolumeId: aws.String(volumeID),
 		InstanceId: aws.String(instanceID), Device: aws.String("/dev/xvdf")})
@@ -142,7 +142,7 @@ func attachOnHost(t *testing.T, h *host) string {
 	return dev
 }
 
-func enable(t *testing.T, root, target, unit string) {
+func enable(t testing.TB, root, target, unit string) {
 	t.Helper()
 	link := filepath.Join(root, "etc/systemd/system", target+".wants", unit)
 	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
@@ -153,7 +153,7 @@ func enable(t *testing.T, root, target, unit string) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -164,7 +164,7 @@ func readFile(t *testing.T, path string) string {
 
 // inside runs argv in the instance's init namespaces: the host, as far as
 // the instance's units are concerned.
-func inside(t *testing.T, in *instance.Instance, argv ...string) string {
+func inside(t testing.TB, in *instance.Instance, argv ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -176,7 +176,7 @@ func inside(t *testing.T, in *instance.Instance, argv ...string) string {
 }
 
 // show reads unit properties.
-func show(t *testing.T, in *instance.Instance, unit string) map[string]string {
+func show(t testing.TB, in *instance.Instance, unit string) map[string]string {
 	t.Helper()
 	out := inside(t, in, "systemctl", "show", "-p", "ActiveState,SubState,Result,ExecMainStatus,NRestarts,StatusText", unit)
 	props := map[string]string{}
@@ -398,7 +398,7 @@ func TestDockerStepUnderSystemd(t *testing.T) {
 	}
 }
 
-func appendFile(t *testing.T, path, content string) {
+func appendFile(t testing.TB, path, content string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
