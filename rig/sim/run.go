@@ -36,16 +36,19 @@ func command(ctx context.Context, logf Logf, dir string, env []string, argv ...s
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	lines := &lineLog{logf: logf, prefix: "  "}
+	// A line log each: a partial line of one stream must not run into a
+	// line of the other.
+	outLines, errLines := &lineLog{logf: logf, prefix: "  "}, &lineLog{logf: logf, prefix: "  "}
 	var stdout bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&stdout, lines)
-	cmd.Stderr = lines
+	cmd.Stdout = io.MultiWriter(&stdout, outLines)
+	cmd.Stderr = errLines
 	start := time.Now()
 	err := cmd.Run()
-	lines.flush()
+	outLines.flush()
+	errLines.flush()
 	if err != nil {
-		return stdout.String(), fmt.Errorf("%s (after %s): %w\n%s", strings.Join(argv, " "),
-			time.Since(start).Round(100*time.Millisecond), err, lines.tail())
+		return stdout.String(), fmt.Errorf("%s (after %s): %w\n%s\n%s", strings.Join(argv, " "),
+			time.Since(start).Round(100*time.Millisecond), err, errLines.tail(), outLines.tail())
 	}
 	return stdout.String(), nil
 }
