@@ -39,6 +39,12 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 5 * time.Second
 	}
+	// Every attempt's wait fits in half the call's timeout: a call cut by
+	// its timeout in the middle of a backoff would report the timeout, not
+	// the throttling or the outage AWS answered.
+	if o.MaxAttempts > 1 {
+		o.MaxBackoff = min(o.MaxBackoff, o.CallTimeout/time.Duration(2*(o.MaxAttempts-1)))
+	}
 	opts := []func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {

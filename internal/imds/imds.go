@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -25,45 +24,26 @@ func NewClient(cfg aws.Config) *awsimds.Client {
 	})
 }
 
+// documentPath is the instance identity document: every field Fetch needs
+// in one answer, after the token.
+const documentPath = "dynamic/instance-identity/document"
+
 // Fetch reads the instance's identity.
 func Fetch(ctx context.Context, c *awsimds.Client) (Identity, error) {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	var id Identity
-	fields := []struct {
-		path string
-		dst  *string
-	}{
-		{"instance-id", &id.InstanceID},
-		{"placement/region", &id.Region},
-		{"placement/availability-zone", &id.AZ},
-		{"local-ipv4", &id.PrivateIP},
+	doc, err := c.GetInstanceIdentityDocument(ctx, &awsimds.GetInstanceIdentityDocumentInput{})
+	if err != nil {
+		return Identity{}, explain(documentPath, err)
 	}
-	for _, f := range fields {
-		v, err := get(ctx, c, f.path)
-		if err != nil {
-			return Identity{}, explain(f.path, err)
+	id := Identity{InstanceID: doc.InstanceID, Region: doc.Region, AZ: doc.AvailabilityZone, PrivateIP: doc.PrivateIP}
+	for name, v := range map[string]string{"instanceId": id.InstanceID, "region": id.Region,
+		"availabilityZone": id.AZ, "privateIp": id.PrivateIP} {
+		if strings.TrimSpace(v) == "" {
+			return Identity{}, fmt.Errorf("instance metadata: %s has no %s", documentPath, name)
 		}
-		*f.dst = v
 	}
 	return id, nil
-}
-
-func get(ctx context.Context, c *awsimds.Client, path string) (string, error) {
-	out, err := c.GetMetadata(ctx, &awsimds.GetMetadataInput{Path: path})
-	if err != nil {
-		return "", err
-	}
-	defer out.Content.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Content, 4096))
-	if err != nil {
-		return "", err
-	}
-	v := strings.TrimSpace(string(b))
-	if v == "" {
-		return "", errors.New("empty answer")
-	}
-	return v, nil
 }
 
 // explain turns an IMDS failure into the operator's next move.

@@ -36,9 +36,11 @@ func command(ctx context.Context, logf Logf, dir string, env []string, argv ...s
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	// A line log each: a partial line of one stream must not run into a
-	// line of the other.
-	outLines, errLines := &lineLog{logf: logf, prefix: "  "}, &lineLog{logf: logf, prefix: "  "}
+	// A line log each, so a partial line of one stream never runs into a
+	// line of the other; one lock for both, so logf is never called twice
+	// at once.
+	var mu sync.Mutex
+	outLines, errLines := &lineLog{logf: logf, prefix: "  ", mu: &mu}, &lineLog{logf: logf, prefix: "  ", mu: &mu}
 	var stdout bytes.Buffer
 	cmd.Stdout = io.MultiWriter(&stdout, outLines)
 	cmd.Stderr = errLines
@@ -65,7 +67,7 @@ type lineLog struct {
 	logf   Logf
 	prefix string
 
-	mu      sync.Mutex
+	mu      *sync.Mutex
 	partial []byte
 	last    []string
 }

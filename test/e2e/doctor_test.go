@@ -348,7 +348,7 @@ func (h *host) checkReadOnly(before []string) {
 	if after := treeOf(h.t, h.root); !slices.Equal(before, after) {
 		h.t.Errorf("doctor changed the host root:\nbefore %q\nafter  %q", before, after)
 	}
-	reads := []string{"GetToken", "GetMetadata", "DescribeVolumes", "GetParameters", "ListObjectsV2", "HeadObject",
+	reads := []string{"GetToken", "GetMetadata", "GetDynamicData", "DescribeVolumes", "GetParameters", "ListObjectsV2", "HeadObject",
 		"AttachVolume"} // with DryRun only: the volume's state is checked too
 	for _, c := range h.calls() {
 		if !slices.Contains(reads, c.Operation) {
