@@ -19,10 +19,10 @@ lint:
 demo:
 	./scripts/demo.sh
 
-# Boot and no-op figures against their bounds (test/e2e/bench_test.go); the
-# last line is the summary. The rig must be built (make test builds it).
+# Boot and no-op figures against their bounds (docs/bench.md); the last
+# line is the summary.
 bench:
-	$(GO) test ./test/e2e -run '^$$' -bench BenchmarkBoot -benchtime 1x -count 1
+	./scripts/bench.sh
 
 clean:
 	rm -rf bin

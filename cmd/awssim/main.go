@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var handler http.Handler = srv
 	if *files != "" {
 		mux := http.NewServeMux()
-		mux.Handle("/_files/", http.StripPrefix("/_files/", http.FileServer(http.Dir(*files))))
+		mux.Handle("/_files/", srv.Files(*files))
 		mux.Handle("/", srv)
 		handler = mux
 	}

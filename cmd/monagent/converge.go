@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -123,12 +125,35 @@ func converge(ctx context.Context, g *globals, mode string, rf *runFlags, stdout
 			a.signalFailure(h, table, st, err)
 		}
 		notify.Status(fmt.Sprintf("%s failed after %v: %s", mode, d, firstLine(g.secrets.Redact(err.Error()))))
-		a.log.Error("run failed", zap.String("mode", mode), zap.Duration("duration", d), zap.Error(err))
+		a.log.Error("run failed", append([]zap.Field{zap.String("mode", mode), zap.Duration("duration", d), zap.Error(err)}, usage()...)...)
 		return err
 	}
 	notify.Status(fmt.Sprintf("%s converged in %v", mode, d))
-	a.log.Info("run converged", zap.String("mode", mode), zap.Duration("duration", d))
+	a.log.Info("run converged", append([]zap.Field{zap.String("mode", mode), zap.Duration("duration", d)}, usage()...)...)
 	return nil
+}
+
+// usage is this process's own cost so far, for the run's last line: its
+// peak resident set and CPU time (the commands it ran aside). The peak is
+// the kernel's VmHWM: getrusage's ru_maxrss keeps the high-water mark of
+// the image before exec, so it reports the parent's size when that is
+// larger.
+func usage() []zap.Field {
+	var fields []zap.Field
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if kib, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+				if n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kib), "kB"))); err == nil {
+					fields = append(fields, zap.Float64("peak_rss_mib", float64(n)/1024))
+				}
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		fields = append(fields, zap.Duration("cpu", time.Duration(ru.Utime.Nano()+ru.Stime.Nano())))
+	}
+	return fields
 }
 
 // unconfigured is a run on the package's example configuration: the boot

@@ -19,10 +19,11 @@ type Backoff struct {
 	Max     time.Duration
 }
 
-// DefaultBackoff suits a wait on the AWS API: a change is noticed within a
-// quarter of a second, with at most four calls a second, well within
-// EC2's request rate for describe calls.
-var DefaultBackoff = Backoff{Initial: 50 * time.Millisecond, Max: 250 * time.Millisecond}
+// DefaultBackoff suits a wait on the AWS API: a change is noticed within
+// a fifth of a second (on a boot's critical path, the volume's release and
+// its attachment), with at most five calls a second, within EC2's request
+// rate for describe calls.
+var DefaultBackoff = Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
 
 // Next is the delay that follows d.
 func (b Backoff) Next(d time.Duration) time.Duration {

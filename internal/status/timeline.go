@@ -21,6 +21,8 @@ type Entry struct {
 	OffsetSeconds   float64 `json:"offset_seconds"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	Critical        bool    `json:"critical"`
+	// Needs are the steps this one waited for (the step graph's edges).
+	Needs []string `json:"needs"`
 }
 
 // timeline lays out the steps of the run that started at start. The
@@ -48,7 +50,7 @@ func timeline(steps []Step, start time.Time, needs map[string][]string) Timeline
 	}
 	for _, s := range ran {
 		t.Entries = append(t.Entries, Entry{Step: s.Name, OffsetSeconds: s.Start.Sub(start).Seconds(),
-			DurationSeconds: s.DurationSeconds, Critical: critical[s.Name]})
+			DurationSeconds: s.DurationSeconds, Critical: critical[s.Name], Needs: append([]string{}, needs[s.Name]...)})
 	}
 	return t
 }

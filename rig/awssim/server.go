@@ -257,3 +257,28 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	r.wrote = true
 	return r.ResponseWriter.Write(b)
 }
+
+// Files serves dir read-only under /_files/ (the rig's stand-in for a
+// release download), with the faults of "files.Download": its delay
+// stands in for a download's latency, its error for a broken mirror.
+func (s *Server) Files(dir string) http.Handler {
+	fs := http.StripPrefix("/_files/", http.FileServer(http.Dir(dir)))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		delay, fault := s.takeFault("files", "Download")
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if fault != nil {
+			rec.code = fault.Code
+			http.Error(rec, fault.Error(), fault.Status)
+		} else {
+			fs.ServeHTTP(rec, r)
+		}
+		s.record(Call{Service: "files", Operation: "Download", Time: time.Now().UTC(), Status: rec.status, Code: rec.code})
+	})
+}

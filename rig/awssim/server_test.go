@@ -2,10 +2,16 @@ package awssim_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/monagent/monagent/rig/awssim"
 	"github.com/monagent/monagent/rig/awssim/simtest"
 	"github.com/monagent/monagent/rig/awssim/ssmsim"
 )
@@ -68,5 +74,53 @@ func TestControlAPI(t *testing.T) {
 	}
 	if r := do("DELETE", "/_sim/calls", ""); r.StatusCode != 204 {
 		t.Fatalf("clear calls: %d", r.StatusCode)
+	}
+}
+
+func TestFilesFaults(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "plugin"), []byte("binary"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := awssim.NewServer()
+	ts := httptest.NewServer(s.Files(dir))
+	defer ts.Close()
+	get := func() (int, string, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		resp, err := http.Get(ts.URL + "/_files/plugin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), time.Since(start)
+	}
+	if code, body, _ := get(); code != 200 || body != "binary" {
+		t.Fatalf("no fault: %d %q", code, body)
+	}
+	if err := s.ApplyScenario([]byte("faults:\n  files.Download: {delay: 300ms}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, d := get(); code != 200 || d < 300*time.Millisecond {
+		t.Errorf("delay: %d after %v, want 200 after 300ms or more", code, d)
+	}
+	if err := s.ApplyScenario([]byte("faults:\n  files.Download: {count: 1, status: 503}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := get(); code != 503 {
+		t.Errorf("error fault: %d, want 503", code)
+	}
+	if code, body, _ := get(); code != 200 || body != "binary" {
+		t.Errorf("after the fault's one answer: %d %q", code, body)
+	}
+	var downloads int
+	for _, c := range s.Calls() {
+		if c.Service == "files" && c.Operation == "Download" {
+			downloads++
+		}
+	}
+	if downloads != 4 {
+		t.Errorf("%d downloads in the call log, want 4", downloads)
 	}
 }

@@ -368,6 +368,25 @@ func (a *AWS) Calls(ctx context.Context) ([]Call, error) {
 	return calls, nil
 }
 
+// Apply applies a scenario document (docs/awssim.md) to the running
+// account: latencies, faults, a volume held by another instance.
+func (a *AWS) Apply(ctx context.Context, scenario string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url+"/_sim/scenario", strings.NewReader(scenario))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("awssim scenario: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("awssim scenario: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
 // tailOf returns the last lines of a log file, indented.
 func tailOf(path string) string {
 	b, err := os.ReadFile(path)

@@ -75,6 +75,13 @@ type LaunchOptions struct {
 	// Config is /etc/monagent/config.yaml, written by user-data; "" for
 	// Rig.Config.
 	Config string
+	// LogLevel is monagent's --log-level in user-data and the boot unit;
+	// "" for the shipped default (info).
+	LogLevel string
+	// BeforeBoot runs once the volume is attached and bound, before the
+	// first boot starts (to stage what the boot then meets, such as the
+	// volume held by an old instance).
+	BeforeBoot func(ctx context.Context) error
 }
 
 // Machine is one simulated EC2 instance: a disk (a private overlay of the
@@ -103,7 +110,7 @@ func (r *Rig) Launch(ctx context.Context, o LaunchOptions) (*Machine, error) {
 		}
 		o.Config = c
 	}
-	userData, err := r.userData(o.Config)
+	userData, err := r.userData(o.Config, o.LogLevel)
 	if err != nil {
 		return nil, err
 	}
@@ -119,15 +126,20 @@ func (r *Rig) Launch(ctx context.Context, o LaunchOptions) (*Machine, error) {
 	if m.dev, err = o.AWS.Attach(ctx, VolumeID, Device); err != nil {
 		return nil, errors.Join(err, m.Close())
 	}
-	if err := m.boot(ctx, func(root string) error { return r.setup(root, o.AWS, userData) }); err != nil {
+	if o.BeforeBoot != nil {
+		if err := o.BeforeBoot(ctx); err != nil {
+			return nil, errors.Join(err, m.Close())
+		}
+	}
+	if err := m.boot(ctx, func(root string) error { return r.setup(root, o.AWS, userData, o.LogLevel) }); err != nil {
 		return nil, errors.Join(err, m.Close())
 	}
 	return m, nil
 }
 
 // userData is packaging/user-data.sh with the configuration written
-// before its exec of monagent bootstrap.
-func (r *Rig) userData(config string) (string, error) {
+// before its exec of monagent bootstrap (run at logLevel, if set).
+func (r *Rig) userData(config, logLevel string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(r.opts.Repo, "packaging/user-data.sh"))
 	if err != nil {
 		return "", err
@@ -143,7 +155,42 @@ func (r *Rig) userData(config string) (string, error) {
 	write := "\n# rig/sim: this environment's configuration (one AMI for every environment).\n" +
 		"install -d -m 0755 /etc/monagent\n" +
 		"(umask 077 && cat >/etc/monagent/config.yaml) <<'MONAGENT_CONFIG'\n" + config + "MONAGENT_CONFIG"
-	return s[:i] + write + s[i:], nil
+	s = s[:i] + write + s[i:]
+	if logLevel != "" {
+		if s, err = withLogLevel(s, "exec /usr/bin/monagent ", logLevel); err != nil {
+			return "", fmt.Errorf("packaging/user-data.sh: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// withLogLevel adds --log-level to the line of text that starts with
+// prefix.
+func withLogLevel(text, prefix, level string) (string, error) {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			lines[i] = l + " --log-level " + level
+			return strings.Join(lines, "\n"), nil
+		}
+	}
+	return "", fmt.Errorf("no line starts with %q", prefix)
+}
+
+// logLevelDropIn replaces the boot unit's ExecStart (from
+// systemd/monagent.service) with one at level.
+func (r *Rig) logLevelDropIn(level string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(r.opts.Repo, "systemd/monagent.service"))
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "ExecStart=") {
+			return "# rig/sim: the boot unit's runs at log level " + level + ".\n[Service]\nExecStart=\n" +
+				l + " --log-level " + level + "\n", nil
+		}
+	}
+	return "", errors.New("systemd/monagent.service has no ExecStart= line")
 }
 
 // setup writes into a fresh disk what the launch gives an instance: the
@@ -151,7 +198,7 @@ func (r *Rig) userData(config string) (string, error) {
 // (the manager's environment) and for login shells, and the engine's
 // registry mirror (as an AMI with a corporate mirror would have; Debian's
 // docker.io ships no daemon.json).
-func (r *Rig) setup(root string, a *AWS, userData string) error {
+func (r *Rig) setup(root string, a *AWS, userData, logLevel string) error {
 	env := awsEnv(a)
 	files := []struct {
 		rel, content string
@@ -165,6 +212,16 @@ func (r *Rig) setup(root string, a *AWS, userData string) error {
 			"# rig/sim: the AWS endpoints of this simulated account (awssim).\n[Manager]\nDefaultEnvironment=" + strings.Join(env, " ") + "\n", 0o644},
 		{"etc/profile.d/rig-aws.sh", "# rig/sim: the AWS endpoints of this simulated account (awssim).\nexport " + strings.Join(env, " ") + "\n", 0o644},
 		{"etc/docker/daemon.json", fmt.Sprintf("{\n  \"registry-mirrors\": [\"http://%s\"]\n}\n", r.Registry), 0o644},
+	}
+	if logLevel != "" {
+		dropIn, err := r.logLevelDropIn(logLevel)
+		if err != nil {
+			return err
+		}
+		files = append(files, struct {
+			rel, content string
+			mode         os.FileMode
+		}{"etc/systemd/system/monagent.service.d/50-rig-log-level.conf", dropIn, 0o644})
 	}
 	for _, f := range files {
 		if err := writeFile(root, f.rel, f.content, f.mode); err != nil {

@@ -19,7 +19,7 @@ import (
 func TestUserData(t *testing.T) {
 	r := &Rig{opts: Options{Repo: "../.."}}
 	config := "prefix: monitoring-production\nsmoke:\n  note: \"$HOME `x` \\\\ 'q'\"\n"
-	ud, err := r.userData(config)
+	ud, err := r.userData(config, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,5 +103,26 @@ func TestPollNamesWhatItWaitedFor(t *testing.T) {
 	err := poll(ctx, 10*time.Millisecond, "the thing", func() (bool, string, error) { return false, "still cold", nil })
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "the thing") || !strings.Contains(err.Error(), "still cold") {
 		t.Fatalf("poll: %v", err)
+	}
+}
+
+// A log level reaches both runs of a first boot: user-data's bootstrap
+// and the boot unit's reconcile (a drop-in that keeps the unit's argv).
+func TestLogLevel(t *testing.T) {
+	r := &Rig{opts: Options{Repo: "../.."}}
+	ud, err := r.userData("prefix: p\n", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ud, "\nexec /usr/bin/monagent bootstrap --config /etc/monagent/config.yaml --log-level debug\n") {
+		t.Errorf("user-data's exec has no --log-level debug:\n%s", ud)
+	}
+	dropIn, err := r.logLevelDropIn("debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[Service]\nExecStart=\nExecStart=/usr/bin/monagent reconcile --config /etc/monagent/config.yaml --log-level debug\n"
+	if !strings.HasSuffix(dropIn, want) {
+		t.Errorf("drop-in:\n%s\nwant it to end with\n%s", dropIn, want)
 	}
 }
