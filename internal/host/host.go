@@ -97,12 +97,14 @@ func New(o Options, id imds.Identity, cfg *config.Config, awsCfg aws.Config) (*H
 		AWS:      awsCfg,
 		EC2:      ec2.NewFromConfig(awsCfg),
 		CFN:      cloudformation.NewFromConfig(awsCfg),
-		S3:       s3.NewFromConfig(awsCfg),
-		Params:   ssmparam.New(ssm.NewFromConfig(awsCfg), o.Secrets),
-		Docker:   docker,
-		Run:      o.Run,
-		Log:      o.Log,
-		Secrets:  o.Secrets,
+		// A bundle object without a stored checksum is normal (the size
+		// and ETag are checked); the SDK would warn once per object.
+		S3:      s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.DisableLogOutputChecksumValidationSkipped = true }),
+		Params:  ssmparam.New(ssm.NewFromConfig(awsCfg), o.Secrets),
+		Docker:  docker,
+		Run:     o.Run,
+		Log:     o.Log,
+		Secrets: o.Secrets,
 	}, nil
 }
 

@@ -135,8 +135,25 @@ func figures(b *testing.B, ctx context.Context, m *sim.Machine, fb sim.FirstBoot
 	var healthyCost time.Duration
 	f.path, healthyCost = longest("compose", needs, cost)
 	f.healthy, f.healthyBound = healthy.Sub(fb.Started), f.toMonagent+healthyCost
-	b.Logf("critical path to the signal %v, to healthy %v; costs %v", signalPath, f.path, cost)
+	// Printed, not logged: a benchmark's log is cut to a few lines.
+	fmt.Printf("bench: critical path to the signal %s; where its time went, from monagent's first start (the old instance lets go at %v):\n%s",
+		strings.Join(signalPath, " → "), held.Add(instRelease).Sub(first.Time).Round(time.Millisecond), trace(logs, first.Time, fb.Signal.Time))
 	return f
+}
+
+// trace lists monagent's lines from start to end, each at its offset
+// from start.
+func trace(logs []sim.LogLine, start, end time.Time) string {
+	var out strings.Builder
+	for _, l := range logs {
+		if l.Time.After(end) {
+			break
+		}
+		argv, _ := l.Fields["argv"].([]any)
+		fmt.Fprintf(&out, "\t%8v %s %s %s %v %v\n", l.Time.Sub(start).Round(time.Millisecond), l.Mode, l.Step, l.Msg,
+			argv, l.Fields["duration"])
+	}
+	return out.String()
 }
 
 // workDurations maps each step to the duration of its first run that did
