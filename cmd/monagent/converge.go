@@ -142,9 +142,9 @@ func usage() []zap.Field {
 	var fields []zap.Field
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
-			if kib, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-				if n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kib), "kB"))); err == nil {
-					fields = append(fields, zap.Float64("peak_rss_mib", float64(n)/1024))
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" { // "VmHWM:  30924 kB"
+				if kib, err := strconv.Atoi(f[1]); err == nil {
+					fields = append(fields, zap.Float64("peak_rss_mib", float64(kib)/1024))
 				}
 			}
 		}

@@ -162,9 +162,12 @@ func (s *Step) attach(ctx context.Context, vol types.Volume) error {
 }
 
 // waitAttached waits, up to volume.attach_timeout, for the attachment to
-// this instance to reach "attached". An attachment that vanishes (the
-// volume falls back to available) on an encrypted volume is the KMS failure
-// of seed section 4.
+// this instance to reach "attached", or for the device that carries the
+// volume's id to appear here: the kernel sees the attachment before the
+// next DescribeVolumes would, and a look at /dev costs nothing, so it is
+// looked at between the API calls, as often as waitDevice looks. An
+// attachment that vanishes (the volume falls back to available) on an
+// encrypted volume is the KMS failure of seed section 4.
 func (s *Step) waitAttached(ctx context.Context, vol types.Volume) (string, error) {
 	volID := aws.ToString(vol.VolumeId)
 	me := s.id.InstanceID
@@ -173,7 +176,19 @@ func (s *Step) waitAttached(ctx context.Context, vol types.Volume) (string, erro
 	seen := attachment(vol, me, types.VolumeAttachmentStateAttaching) != nil
 	asked := time.Now()
 	var stop error
-	err := retry.Poll(ctx, s.backoff, timeout, s.log, func(ctx context.Context) (bool, error) {
+	var local bool
+	var apiDelay time.Duration
+	nextCall := asked
+	err := retry.Poll(ctx, s.localBackoff(), timeout, s.log, func(ctx context.Context) (bool, error) {
+		if _, err := deviceByID(s.root, volID); err == nil {
+			local = true
+			return true, nil
+		}
+		if time.Now().Before(nextCall) {
+			return false, nil
+		}
+		apiDelay = s.backoff.Next(apiDelay)
+		nextCall = time.Now().Add(apiDelay)
 		v, err := s.describe(ctx, volID)
 		if err != nil {
 			return false, err
@@ -197,8 +212,12 @@ func (s *Step) waitAttached(ctx context.Context, vol types.Volume) (string, erro
 		return false, nil
 	})
 	switch {
+	case err == nil && local:
+		// The device carries the volume id: no name is needed to find it.
+		s.log.Info("volume attached", zap.String("volume_id", volID), zap.String("instance_id", me), zap.String("seen_by", "device"))
+		return "", nil
 	case err == nil:
-		s.log.Info("volume attached", zap.String("volume_id", volID), zap.String("instance_id", me))
+		s.log.Info("volume attached", zap.String("volume_id", volID), zap.String("instance_id", me), zap.String("seen_by", "api"))
 		return aws.ToString(attachment(last, me, types.VolumeAttachmentStateAttached).Device), nil
 	case stop != nil && errors.Is(err, stop):
 		return "", err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -440,5 +442,54 @@ func TestIsKMSError(t *testing.T) {
 		if got := isKMSError(tt.err); got != tt.want {
 			t.Errorf("isKMSError(%v) = %v, want %v", tt.err, got, tt.want)
 		}
+	}
+}
+
+// The attachment is seen as soon as the device that carries the volume id
+// appears, even while DescribeVolumes still says attaching; without the
+// device, the API alone decides.
+func TestWaitAttachedSeesTheDevice(t *testing.T) {
+	for _, appears := range []bool{true, false} {
+		t.Run(fmt.Sprintf("device appears %v", appears), func(t *testing.T) {
+			f := &fakeEC2{before: []answer{available()}, after: []answer{attaching()}}
+			s := testStep(t, f, config.Volume{ID: testVolID})
+			s.backoff = retry.Backoff{Initial: 20 * time.Millisecond, Max: 20 * time.Millisecond}
+			link := filepath.Join(s.root, "dev/disk/by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(testVolID))
+			target := filepath.Join(s.root, "dev/nvme1n1")
+			if appears {
+				go func() {
+					time.Sleep(50 * time.Millisecond)
+					if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+						t.Error(err)
+					}
+					if err := os.WriteFile(target, nil, 0o600); err != nil {
+						t.Error(err)
+					}
+					if err := os.Symlink(target, link); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			start := time.Now()
+			name, err := s.ensureAttached(context.Background(), testVolID)
+			took := time.Since(start)
+			describes, _ := f.counts()
+			if !appears {
+				if !errors.Is(err, retry.ErrTimeout) {
+					t.Fatalf("without the device: %q, %v; want the attach timeout", name, err)
+				}
+				return
+			}
+			if err != nil || name != "" {
+				t.Fatalf("got %q, %v; want the attachment seen by its device", name, err)
+			}
+			if took > 150*time.Millisecond {
+				t.Errorf("seen after %v, the device appeared after 50ms", took)
+			}
+			// One describe before the attach, then one every 20 ms at most.
+			if max := 1 + int(took/(20*time.Millisecond)) + 1; describes > max {
+				t.Errorf("%d DescribeVolumes in %v, want at most %d: the device is looked at between the API calls", describes, took, max)
+			}
+		})
 	}
 }

@@ -40,12 +40,8 @@ const (
 // stable key. When sysfs has a serial for the device found by name, it
 // must name volID.
 func FindDevice(root, volID, configured string) (string, Proof, error) {
-	link := filepath.Join(root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(volID))
-	if dev, err := resolve(link); err == nil || !errors.Is(err, fs.ErrNotExist) {
+	if dev, err := deviceByID(root, volID); err == nil || !errors.Is(err, ErrDeviceNotFound) {
 		return dev, byID, err
-	}
-	if dev := findBySerial(root, volID); dev != "" {
-		return dev, byID, nil
 	}
 	for _, cand := range nameCandidates(root, configured) {
 		dev, err := resolve(cand)
@@ -61,6 +57,19 @@ func FindDevice(root, volID, configured string) (string, Proof, error) {
 		return dev, byName, nil
 	}
 	return "", byName, fmt.Errorf("volume: %s: %w", volID, ErrDeviceNotFound)
+}
+
+// deviceByID finds the device that carries volID itself: udev's by-id
+// link, or an NVMe serial in sysfs.
+func deviceByID(root, volID string) (string, error) {
+	link := filepath.Join(root, "dev", "disk", "by-id", "nvme-Amazon_Elastic_Block_Store_"+nvmeSerial(volID))
+	if dev, err := resolve(link); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return dev, err
+	}
+	if dev := findBySerial(root, volID); dev != "" {
+		return dev, nil
+	}
+	return "", fmt.Errorf("volume: %s: %w", volID, ErrDeviceNotFound)
 }
 
 func resolve(path string) (string, error) {
@@ -153,6 +162,13 @@ func exists(path string) bool {
 	return err == nil
 }
 
+// localBackoff paces looks at /dev and /sys, which cost nothing next to
+// an AWS call: five times as often, so udev's link is seen within tens of
+// milliseconds.
+func (s *Step) localBackoff() retry.Backoff {
+	return retry.Backoff{Initial: s.backoff.Initial / 5, Max: s.backoff.Max / 5}
+}
+
 // waitDevice waits, up to volume.device_timeout, for the volume's block
 // device to appear after the attachment. name is the device name EC2
 // reports for the attachment; it is used only when the device does not
@@ -160,10 +176,7 @@ func exists(path string) bool {
 func (s *Step) waitDevice(ctx context.Context, volID, name string) (string, error) {
 	timeout := s.cfg.DeviceTimeout.Duration
 	var dev string
-	// A look at /dev and /sys costs nothing next to an AWS call: five
-	// times as often, so udev's link is seen within tens of milliseconds.
-	local := retry.Backoff{Initial: s.backoff.Initial / 5, Max: s.backoff.Max / 5}
-	err := retry.Poll(ctx, local, timeout, s.log, func(context.Context) (bool, error) {
+	err := retry.Poll(ctx, s.localBackoff(), timeout, s.log, func(context.Context) (bool, error) {
 		d, _, err := FindDevice(s.root, volID, name)
 		if errors.Is(err, ErrDeviceNotFound) {
 			return false, nil

@@ -2,8 +2,6 @@ package sim
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/monagent/monagent/internal/docker"
 	"github.com/monagent/monagent/rig/instance"
 )
 
@@ -55,7 +54,7 @@ func Bake(ctx context.Context, o BakeOptions) (string, error) {
 	if o.Logf == nil {
 		o.Logf = nopLogf
 	}
-	sum, err := fileSHA256(o.Deb)
+	sum, err := docker.FileSHA256(o.Deb)
 	if err != nil {
 		return "", fmt.Errorf("bake: %w", err)
 	}
@@ -238,19 +237,6 @@ func removeStale(pattern string) error {
 		}
 	}
 	return nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func copyFile(src, dst string) error {

@@ -200,10 +200,11 @@ func (r *Rig) logLevelDropIn(level string) (string, error) {
 // docker.io ships no daemon.json).
 func (r *Rig) setup(root string, a *AWS, userData, logLevel string) error {
 	env := awsEnv(a)
-	files := []struct {
+	type file struct {
 		rel, content string
 		mode         os.FileMode
-	}{
+	}
+	files := []file{
 		{strings.TrimPrefix(userDataPath, "/"), userData, 0o700},
 		{"usr/local/sbin/rig-cloud-final", cloudFinalScript, 0o755},
 		{"etc/systemd/system/cloud-init.target", cloudInitTarget, 0o644},
@@ -218,10 +219,7 @@ func (r *Rig) setup(root string, a *AWS, userData, logLevel string) error {
 		if err != nil {
 			return err
 		}
-		files = append(files, struct {
-			rel, content string
-			mode         os.FileMode
-		}{"etc/systemd/system/monagent.service.d/50-rig-log-level.conf", dropIn, 0o644})
+		files = append(files, file{"etc/systemd/system/monagent.service.d/50-rig-log-level.conf", dropIn, 0o644})
 	}
 	for _, f := range files {
 		if err := writeFile(root, f.rel, f.content, f.mode); err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,8 @@ func TestBootstrapBlankVolumeThenRerun(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h.mustConverge("bootstrap")
+	r := h.mustConverge("bootstrap")
+	checkRunCost(t, r.stdout+r.stderr)
 
 	dev, err := filepath.EvalSymlinks(filepath.Join(h.root, byID))
 	if err != nil {
@@ -253,4 +255,22 @@ func TestThrottlingStillConverges(t *testing.T) {
 	if throttled < 8 {
 		t.Fatalf("only %d throttled calls seen: the faults did not fire", throttled)
 	}
+}
+
+// checkRunCost checks that the run's last line reports the process's own
+// peak resident set and CPU time, within what a run of this agent can be.
+func checkRunCost(t *testing.T, out string) {
+	t.Helper()
+	for _, l := range parseLogFields(out) {
+		if l["msg"] != "run converged" {
+			continue
+		}
+		rss, _ := l["peak_rss_mib"].(float64)
+		cpu, err := time.ParseDuration(fmt.Sprint(l["cpu"]))
+		if rss < 5 || rss > 200 || err != nil || cpu <= 0 || cpu > time.Minute {
+			t.Errorf("run's cost: peak_rss_mib %v, cpu %v (%v); want its own peak in MiB and CPU time", l["peak_rss_mib"], l["cpu"], err)
+		}
+		return
+	}
+	t.Errorf("no run converged line in:\n%s", out)
 }
