@@ -40,8 +40,9 @@ type Service struct {
 	closed  bool
 	version uint64 // bumped by every change, so saves land in order
 
-	saveMu sync.Mutex
-	saved  uint64
+	saveMu     sync.Mutex
+	saved      uint64
+	saveClosed bool // under saveMu: Close has returned
 }
 
 // New returns the service for id's account and region, keeping its state
@@ -150,15 +151,21 @@ func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err *simapi
 	simapi.WriteQueryError(w, xmlns, err)
 }
 
-// Close stops every timer; state on disk is already current.
+// Close stops every timer and waits for a save under way: once it
+// returns, nothing writes the state file (a new Service may own it, or
+// its directory be removed). A timeout that fired as it closed is found
+// again from its deadline by the next Service.
 func (s *Service) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
 	for k, t := range s.timers {
 		t.Stop()
 		delete(s.timers, k)
 	}
+	s.mu.Unlock()
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.saveClosed = true
 	return nil
 }
 
@@ -245,7 +252,7 @@ func (s *Service) mutate(fn func(now time.Time) *simapi.APIError) *simapi.APIErr
 func (s *Service) save(data []byte, version uint64) error {
 	s.saveMu.Lock()
 	defer s.saveMu.Unlock()
-	if version <= s.saved {
+	if version <= s.saved || s.saveClosed {
 		return nil
 	}
 	if err := atomicfile.WriteFile(s.path, data, 0o600); err != nil {
