@@ -254,7 +254,7 @@ func (a *app) signalFailure(h *host.Host, table []stepDef, run *state.State, run
 		return
 	}
 	stack := h.Config.Stack
-	if !stack.Signals() {
+	if !h.OnAWS() || !stack.Signals() {
 		return
 	}
 	// A step the signal does not need fails: no FAILURE. The signal and

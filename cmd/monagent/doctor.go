@@ -107,6 +107,9 @@ func (a *app) lockCheck() check {
 // checks are reported skipped and the local ones run on the configuration
 // as loaded.
 func (a *app) hostChecks(ctx context.Context) []doctor.Check {
+	if a.cfg.Local() {
+		return a.localHostChecks(ctx)
+	}
 	h, out, err := a.doctorHost(ctx)
 	if err != nil {
 		// Only the Docker client's settings fail here; a run fails the same.
@@ -117,6 +120,18 @@ func (a *app) hostChecks(ctx context.Context) []doctor.Check {
 	} else {
 		out = append(out, doctor.Skipped("needs the instance's identity and the configuration expanded with it: "+last.Name+" failed", awsCheckNames...)...)
 	}
+	return append(out, a.localChecks(ctx, h)...)
+}
+
+// localHostChecks are the checks of a host off AWS (cloud: none): its
+// identity from the host, no AWS, then what is on the host.
+func (a *app) localHostChecks(ctx context.Context) []doctor.Check {
+	h, err := a.discover(ctx)
+	if err != nil {
+		return []doctor.Check{doctor.Failed("host", err.Error())}
+	}
+	out := []doctor.Check{doctor.Pass("imdsv2", fmt.Sprintf("cloud: none: %s (%s), no instance metadata asked", h.Identity.InstanceID, h.Identity.PrivateIP))}
+	out = append(out, doctor.Skipped("cloud: none: the host does not use AWS", awsCheckNames...)...)
 	return append(out, a.localChecks(ctx, h)...)
 }
 

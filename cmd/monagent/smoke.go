@@ -15,7 +15,6 @@ import (
 
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
-	"github.com/monagent/monagent/internal/envfile"
 	"github.com/monagent/monagent/internal/metrics"
 	"github.com/monagent/monagent/internal/smoke"
 	"github.com/monagent/monagent/internal/state"
@@ -98,9 +97,9 @@ func runSmoke(cmd *cobra.Command, g *globals, cfg *config.Config) (smoke.Report,
 	if r := st.Steps["volume"]; r != nil {
 		uuid = r.Memo["uuid"]
 	}
-	env := readDotenv(filepath.Join(g.root, cfg.Bundle.Dir, envfile.Name))
+	env := readDotenv(filepath.Join(g.root, cfg.EnvFilePath()))
 	for k, v := range cfg.Env {
-		if v.Parameter != "" && env[k] != "" {
+		if v.Value == nil && env[k] != "" {
 			g.secrets.Add(env[k])
 		}
 	}
@@ -114,7 +113,7 @@ func runSmoke(cmd *cobra.Command, g *globals, cfg *config.Config) (smoke.Report,
 	}
 	defer docker.Close()
 	run := command.Exec{Redact: g.secrets.Redact}
-	return smoke.Run(cmd.Context(), smoke.Options{
+	o := smoke.Options{
 		Config:          cfg.Smoke,
 		Project:         cfg.Compose.Project,
 		Services:        services,
@@ -122,7 +121,42 @@ func runSmoke(cmd *cobra.Command, g *globals, cfg *config.Config) (smoke.Report,
 		GrafanaPassword: env["GRAFANA_ADMIN_PASSWORD"],
 		Docker:          docker,
 		Infrastructure:  smoke.Volume(cmd.Context(), g.root, cfg, uuid, run),
-	}), nil
+	}
+	if cfg.Smoke.Profile == config.ProfileACGS {
+		if o.HTTP, err = smoke.HTTPClient(caFile(g.root, cfg)); err != nil {
+			return smoke.Report{}, err
+		}
+		o.User = cfg.Smoke.User
+		o.Password = secretValue(g.root, cfg, cfg.Smoke.PasswordKey, env)
+		g.secrets.Add(o.Password)
+	}
+	return smoke.Run(cmd.Context(), o), nil
+}
+
+// caFile is smoke.ca_file under --root: relative paths are in bundle.dir.
+func caFile(root string, cfg *config.Config) string {
+	f := cfg.Smoke.CAFile
+	switch {
+	case f == "":
+		return ""
+	case filepath.IsAbs(f):
+		return filepath.Join(root, f)
+	}
+	return filepath.Join(root, cfg.Bundle.Dir, f)
+}
+
+// secretValue is the value of env key k: from the environment file, or
+// from its secret file when it is kept out of it.
+func secretValue(root string, cfg *config.Config, k string, env map[string]string) string {
+	if v, ok := env[k]; ok {
+		return v
+	}
+	if f := cfg.Env[k].File; f != "" {
+		if b, err := os.ReadFile(filepath.Join(root, cfg.Bundle.Dir, f)); err == nil {
+			return string(b)
+		}
+	}
+	return ""
 }
 
 // writeSmokeMetrics leaves the results per category for node-exporter,

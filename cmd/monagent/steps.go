@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,7 +63,7 @@ func stepTable() []stepDef {
 		{name: "packages", modes: bothModes, beforeSignal: true, build: packagesStep, budget: fixed(45 * time.Minute)},
 		{name: "volume", modes: bothModes, beforeSignal: true, build: volumeStep, budget: volumeBudget},
 		{name: "signal", modes: bothModes, needs: []string{"packages", "volume"},
-			enabled: func(h *host.Host) bool { return h.Config.Stack.Signals() }, build: signalStep, budget: awsBudget},
+			enabled: func(h *host.Host) bool { return h.OnAWS() && h.Config.Stack.Signals() }, build: signalStep, budget: awsBudget},
 		{name: "docker", modes: bothModes, needs: []string{"packages"}, build: dockerStep, budget: dockerBudget},
 		{name: "docker-ready", modes: bothModes, needs: []string{"docker"}, build: dockerReadyStep,
 			budget: func(h *host.Host) time.Duration { return h.Config.Docker.ReadyTimeout.Duration + time.Minute }},
@@ -74,7 +75,7 @@ func stepTable() []stepDef {
 		{name: "compose", modes: bothModes, needs: []string{"volume", "docker-ready", "bundle", "env", "pull"}, build: composeStep,
 			budget: func(h *host.Host) time.Duration { return 25*time.Minute + h.Config.Compose.HealthTimeout.Duration }},
 		{name: "endpoints", modes: bothModes, needs: []string{"compose"},
-			enabled: func(h *host.Host) bool { return len(h.Config.Endpoints) > 0 }, build: endpointsStep, budget: awsBudget},
+			enabled: func(h *host.Host) bool { return h.OnAWS() && len(h.Config.Endpoints) > 0 }, build: endpointsStep, budget: awsBudget},
 	}
 }
 
@@ -101,13 +102,16 @@ func packagesStep(h *host.Host) engine.Step {
 func volumeStep(h *host.Host) engine.Step { return newVolumeStep(h) }
 
 func newVolumeStep(h *host.Host) *ebs.Step {
+	kind := h.Config.VolumeKind()
 	return ebs.New(h.Config.Volume, ebs.Options{
-		Root:     h.Root,
-		Identity: h.Identity,
-		EC2:      h.EC2,
-		Params:   h.Params,
-		Run:      h.Run,
-		Log:      h.Log,
+		Root:      h.Root,
+		Identity:  h.Identity,
+		EC2:       h.EC2,
+		Params:    h.Params,
+		Run:       h.Run,
+		Log:       h.Log,
+		Local:     kind == config.VolumeDevice,
+		Directory: kind == config.VolumeDirectory,
 	})
 }
 
@@ -132,13 +136,20 @@ func bundleStep(h *host.Host) engine.Step {
 }
 
 // keptPaths are the paths of the stack directory that the bundle never
-// touches: .env, the secret files, and the textfile link.
+// touches: .env, the secret files, the certificates, the rendered
+// templates and the textfile link.
 func keptPaths(c *config.Config) []string {
 	keep := []string{envfile.Name}
 	for _, v := range c.Env {
 		if v.File != "" {
 			keep = append(keep, v.File)
 		}
+	}
+	for _, cert := range c.Certificates {
+		keep = append(keep, cert.KeyFile, cert.CertFile)
+	}
+	for _, t := range c.Templates {
+		keep = append(keep, t.Target)
 	}
 	if rel, err := filepath.Rel(c.Bundle.Dir, c.Metrics.TextfileLink); c.Metrics.TextfileLink != "" && err == nil && !strings.HasPrefix(rel, "..") {
 		keep = append(keep, filepath.ToSlash(rel))
@@ -148,8 +159,20 @@ func keptPaths(c *config.Config) []string {
 }
 
 func envStep(h *host.Host) engine.Step {
-	return envfile.New(envfile.Options{Root: h.Root, Dir: h.Config.Bundle.Dir, Vars: h.Config.Env,
-		Params: h.Params, Secrets: h.Secrets, Seal: h.Seal, Log: h.Log})
+	c := h.Config
+	o := envfile.Options{Root: h.Root, Dir: c.Bundle.Dir, Vars: c.Env, Params: h.Values, Secrets: h.Secrets,
+		Seal: h.Seal, Log: h.Log, EnvFile: c.Compose.EnvFile, Kept: h.Kept, Certificates: c.Certificates,
+		Templates: c.Templates, Hostname: h.Identity.InstanceID, IP: h.Identity.PrivateIP}
+	if c.Local() {
+		o.LocalFile = c.Secrets.File
+		if o.LocalFile == "" {
+			o.LocalFile = "secrets.file"
+		}
+	}
+	if !c.Local() {
+		o.Hostname, _ = os.Hostname()
+	}
+	return envfile.New(o)
 }
 
 func composeStep(h *host.Host) engine.Step {

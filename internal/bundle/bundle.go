@@ -188,6 +188,9 @@ func (s *Step) Apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(listing) == 0 && s.o.Config.Source != "" {
+		return retry.PermanentError(fmt.Errorf("bundle: %s holds no files: install the stack bundle there, or fix bundle.source", s.o.Config.Source))
+	}
 	if len(listing) == 0 {
 		return retry.PermanentError(fmt.Errorf("bundle: s3://%s/%s holds no objects: upload the stack bundle there, or fix bundle.key_prefix", s.bucket, s.o.Config.KeyPrefix))
 	}

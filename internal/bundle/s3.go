@@ -39,6 +39,10 @@ func (s *Step) resolveBucket(ctx context.Context) (string, error) {
 	if s.bucket != "" {
 		return s.bucket, nil
 	}
+	if src := s.o.Config.Source; src != "" {
+		s.bucket = "local:" + src
+		return s.bucket, nil
+	}
 	if b := s.o.Config.Bucket; b != "" {
 		s.bucket = b
 		return b, nil
@@ -64,6 +68,9 @@ func (s *Step) list(ctx context.Context) ([]object, error) {
 }
 
 func (s *Step) listAll(ctx context.Context) ([]object, error) {
+	if s.o.Config.Source != "" {
+		return s.listLocal(ctx)
+	}
 	bucket, err := s.resolveBucket(ctx)
 	if err != nil {
 		return nil, err
@@ -155,6 +162,9 @@ func relPath(key, prefix string) (string, error) {
 // download writes one object to dst, checking its size and, for a
 // single-part ETag, its MD5. Transient failures are retried by the SDK.
 func (s *Step) download(ctx context.Context, o object, dst string) (file, error) {
+	if s.o.Config.Source != "" {
+		return s.copyLocal(o, dst)
+	}
 	ctx, cancel := context.WithTimeout(ctx, objectTimeout)
 	defer cancel()
 	out, err := s.o.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(o.key), IfMatch: aws.String(o.etag)})

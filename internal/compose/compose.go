@@ -166,13 +166,13 @@ func (s *Step) prepare(ctx context.Context) error {
 	if s.m != nil {
 		return nil
 	}
-	envBytes, err := os.ReadFile(filepath.Join(s.stackDir(), ".env"))
+	envBytes, err := os.ReadFile(s.envFile())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("compose: %w", err)
 	}
 	env, err := dotenv.UnmarshalBytesWithLookup(envBytes, func(string) (string, bool) { return "", false })
 	if err != nil {
-		return fmt.Errorf("compose: read .env: %w", err)
+		return fmt.Errorf("compose: read %s: %w", s.envFile(), err)
 	}
 	base, err := load(ctx, s.stackDir(), s.o.Config.Project, []string{s.composeFile()}, env)
 	if err != nil {
@@ -366,12 +366,25 @@ func (s *Step) preflight(ctx context.Context) error {
 	return s.prepareVolumes(ctx)
 }
 
+// envFile is the environment file the env step writes.
+func (s *Step) envFile() string {
+	if s.o.Config.EnvFile != "" {
+		return s.path(s.o.Config.EnvFile)
+	}
+	return filepath.Join(s.stackDir(), ".env")
+}
+
 // compose runs `docker compose verb` on the project: up with the enabled
 // services unless extra names its own, rm with extra. It gets .env and the
 // agent's environment cut down to inherit, nothing else.
 func (s *Step) compose(ctx context.Context, verb string, extra []string) error {
-	args := []string{"compose", "--project-name", s.o.Config.Project, "--project-directory", s.stackDir(),
-		"--file", s.composeFile(), "--file", s.OverridePath(), verb}
+	args := []string{"compose", "--project-name", s.o.Config.Project, "--project-directory", s.stackDir()}
+	// Compose refuses an --env-file that does not exist, and a stack
+	// without secrets may have none.
+	if _, err := os.Stat(s.envFile()); err == nil {
+		args = append(args, "--env-file", s.envFile())
+	}
+	args = append(args, "--file", s.composeFile(), "--file", s.OverridePath(), verb)
 	if verb == "up" {
 		args = append(args, "--detach", "--remove-orphans")
 	}

@@ -225,7 +225,7 @@ func TestParseErrors(t *testing.T) {
 		{"env neither", "env:\n  A: {optional: true}\n", "env.A", "has neither value nor parameter", 3},
 		{"env empty entry", "env:\n  A:\n", "env.A", "has neither value nor parameter", 3},
 		{"env parameter", "env:\n  A: {parameter: grafana/pw}\n", "env.A.parameter", "does not start with /", 3},
-		{"generate kind", "env:\n  A: {parameter: /p/a, generate: hex64}\n", "env.A.generate", `"hex64" is not a generator; want hex32 or base64_32`, 3},
+		{"generate kind", "env:\n  A: {parameter: /p/a, generate: hex64}\n", "env.A.generate", `"hex64" is not a generator; want hex32, base64_32, password or age`, 3},
 		{"generate with value", "env:\n  A: {value: x, generate: hex32}\n", "env.A.generate", "is set without parameter", 3},
 		{"generate and optional", "env:\n  GITHUB_TOKEN: {parameter: /p/t, optional: true, generate: hex32}\n",
 			"env.GITHUB_TOKEN.generate", "is set together with optional: true", 3},
@@ -253,11 +253,11 @@ func TestParseErrors(t *testing.T) {
 		{"unknown placeholder", "volume: {id_parameter: '/{prefix}/{stage}/id'}\n", "volume.id_parameter", "uses unknown placeholder {stage}", 2},
 		{"placeholder case", "bundle: {key_prefix: '{Region}/'}\n", "bundle.key_prefix", "{Region} (placeholders are lower case)", 2},
 		{"version outside url", "bundle: {key_prefix: '{version}/'}\n", "bundle.key_prefix", "want {version} only in docker.compose_plugin.url", 2},
-		{"unknown top key", "prefx: p\n", "prefx", "is not a known key (did you mean prefix?); want one of prefix, region", 2},
+		{"unknown top key", "prefx: p\n", "prefx", "is not a known key (did you mean prefix?); want one of cloud, prefix, region", 2},
 		{"unknown env field", "env:\n  A: {parameter: /p/a, optinal: true}\n", "env.A.optinal", "did you mean optional?", 3},
 		{"bool type", "packages: {update: yes}\n", "packages.update", `"yes" is a string; want true or false`, 2},
 		{"string type", "volume: {device: [a, b]}\n", "volume.device", `"[a, b]" is a list; want a string`, 2},
-		{"struct type", "volume: /data\n", "volume", `"/data" is a string; want a mapping with keys id, id_parameter`, 2},
+		{"struct type", "volume: /data\n", "volume", `"/data" is a string; want a mapping with keys kind, id, id_parameter`, 2},
 		{"map type", "env: [A, B]\n", "env", "is a list; want a mapping", 2},
 		{"list type", "env:\n  A: {parameter: /p/a, optional: true, services: web}\n", "env.A.services", "is a string; want a list of strings", 3},
 		{"int type", "aws: {max_attempts: 1.5}\n", "aws.max_attempts", "is a number; want a whole number", 2},
@@ -290,7 +290,7 @@ func TestUnknownKeyAtDepth(t *testing.T) {
 	doc := "prefix: p\nvolume:\n  device: /dev/xvdf\n  mount_pont: /data\n"
 	_, err := Parse([]byte(doc))
 	e := findError(t, err, "volume.mount_pont")
-	want := "config: volume.mount_pont: is not a known key (did you mean mount_point?); want one of id, id_parameter, device, mount_point,"
+	want := "config: volume.mount_pont: is not a known key (did you mean mount_point?); want one of kind, id, id_parameter, device, mount_point,"
 	if !strings.HasPrefix(e.Error(), want) || e.Line != 4 || !strings.HasSuffix(e.Error(), "(line 4)") {
 		t.Errorf("error = %q (line %d)\nwant it to start %q and name line 4", e.Error(), e.Line, want)
 	}

@@ -89,6 +89,7 @@ func parse(data []byte) (*Config, []*Error) {
 	c := rawDefaults()
 	d := decoder{lines: make(map[string]int)}
 	d.decode("", root, reflect.ValueOf(c).Elem())
+	localDefaults(c, d.lines)
 	// sha256sum prints lower case; accept a digest pasted in upper case.
 	c.Docker.ComposePlugin.SHA256 = strings.ToLower(c.Docker.ComposePlugin.SHA256)
 	out, xerrs := c.expandLoad(d.lines)
@@ -533,5 +534,20 @@ func render(b *strings.Builder, n *yaml.Node) {
 			render(b, c)
 		}
 		b.WriteString("}")
+	}
+}
+
+// localDefaults drops the defaults that only make sense on AWS from a file
+// that says cloud: none and does not set them itself: the seed's endpoints
+// and its SSM-backed .env mapping.
+func localDefaults(c *Config, lines map[string]int) {
+	if c.Cloud != CloudNone {
+		return
+	}
+	if _, ok := lines["endpoints"]; !ok {
+		c.Endpoints = map[string]string{}
+	}
+	if _, ok := lines["env"]; !ok {
+		c.Env = map[string]EnvVar{}
 	}
 }

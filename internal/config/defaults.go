@@ -25,7 +25,12 @@ func Defaults() *Config {
 // a default could make, and the defaults follow the prefix the file names.
 func rawDefaults() *Config {
 	return &Config{
-		Stack: Stack{Resource: "MonitoringAsg"},
+		Cloud:        CloudAWS,
+		Secrets:      Secrets{Dir: "/var/lib/monagent/secrets"},
+		Backup:       Backup{KeyEnv: "BACKUP_ENCRYPTION_KEY", Keep: 7, StopServices: []string{}},
+		Certificates: map[string]Certificate{},
+		Templates:    []Template{},
+		Stack:        Stack{Resource: "MonitoringAsg"},
 		Volume: Volume{
 			IDParameter:   "/{prefix}/ebs/volume-id",
 			Device:        "/dev/xvdf",
@@ -85,6 +90,8 @@ func rawDefaults() *Config {
 			OptionalDatasources: []string{},
 			DiskWarnPercent:     85,
 			DiskFailPercent:     95,
+			Profile:             ProfileSeed,
+			Queries:             20,
 		},
 		AWS: AWS{
 			CallTimeout: Duration{30 * time.Second},

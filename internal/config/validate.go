@@ -51,6 +51,7 @@ func check(c *Config, lines map[string]int) []*Error {
 		sampler.Prefix = DefaultPrefix
 	}
 	k.sampler = &sampler
+	k.cloud()
 	k.prefix()
 	k.region()
 	k.stack()
@@ -63,6 +64,10 @@ func check(c *Config, lines map[string]int) []*Error {
 	k.metrics()
 	k.smoke()
 	k.aws()
+	k.secrets()
+	k.certificates()
+	k.templates()
+	k.backup()
 	return k.errs
 }
 
@@ -86,6 +91,18 @@ func (k *checker) line(key string) int {
 }
 
 func (k *checker) sample(key, s string) string { return k.sampler.sample(key, s) }
+
+func (k *checker) cloud() {
+	switch c := k.c.Cloud; c {
+	case CloudAWS, CloudAuto:
+	case CloudNone:
+		if k.c.Stack.Name != "" {
+			k.fail("stack.name", k.c.Stack.Name, "is set while cloud is none", `"": without AWS there is no stack to signal`)
+		}
+	default:
+		k.fail("cloud", c, "is not a cloud", "aws, none (a host off AWS: local secrets, no volume attach, no signal) or auto")
+	}
+}
 
 func (k *checker) prefix() {
 	p := k.c.Prefix
@@ -124,7 +141,21 @@ func (k *checker) stack() {
 
 func (k *checker) volume() {
 	v := k.c.Volume
+	kind := k.c.VolumeKind()
 	switch {
+	case kind != VolumeEBS && kind != VolumeDevice && kind != VolumeDirectory:
+		k.fail("volume.kind", v.Kind, "is not a volume kind", "ebs, device (a local block device) or directory (a directory on the root disk)")
+		return
+	case kind == VolumeEBS && k.c.Local():
+		k.fail("volume.kind", v.Kind, "is ebs while cloud is none", "device or directory: without AWS no volume can be attached")
+		return
+	case kind == VolumeDirectory:
+		k.absDir("volume.mount_point", v.MountPoint, "/var/lib/acgs")
+		k.owner("volume.owner", v.Owner)
+		return
+	}
+	switch {
+	case kind == VolumeDevice:
 	case v.ID != "" && !IsVolumeID(v.ID):
 		k.fail("volume.id", v.ID, "is not a volume id", `"vol-" followed by 8 or 17 lowercase hex digits`)
 	case v.ID == "" && v.IDParameter == "":
@@ -180,6 +211,16 @@ func (k *checker) docker() {
 func (k *checker) bundle() {
 	b := k.c.Bundle
 	switch {
+	case b.Source != "":
+		k.absDir("bundle.source", b.Source, "/usr/share/monagent/examples/acgs")
+		if b.Bucket != "" {
+			k.fail("bundle.bucket", b.Bucket, "is set together with bundle.source", "one of them: the bucket, or a local source directory")
+		}
+		if within(k.sample("bundle.source", b.Source), k.sample("bundle.dir", b.Dir)) || within(k.sample("bundle.dir", b.Dir), k.sample("bundle.source", b.Source)) {
+			k.fail("bundle.source", b.Source, "overlaps bundle.dir ("+b.Dir+")", "a directory apart from the stack directory the bundle is copied to")
+		}
+	case k.c.Local():
+		k.fail("bundle.source", "", "is empty while cloud is none", "the local directory holding the stack bundle, such as /usr/share/monagent/examples/acgs")
 	case b.Bucket == "" && b.BucketParameter == "":
 		k.fail("bundle.bucket_parameter", "", "is empty while bundle.bucket is empty too", "the SSM parameter holding the bucket name, such as /{prefix}/ssm/scripts-bucket-name, or bundle.bucket")
 	case b.Bucket != "" && !bucketRE.MatchString(k.sample("bundle.bucket", b.Bucket)):
@@ -213,18 +254,23 @@ func (k *checker) env() {
 // envSource checks where the value of one .env key comes from.
 func (k *checker) envSource(key string, e EnvVar) {
 	hasParam := e.Parameter != ""
+	if k.c.Local() {
+		// Without SSM a value comes from the local store by its key: the
+		// parameter, if written, is only for when the profile runs on AWS.
+		hasParam = e.Value == nil
+	}
 	switch {
-	case e.Value != nil && hasParam:
+	case e.Value != nil && e.Parameter != "":
 		k.fail(key, "", "has both value and parameter", "exactly one of them")
 	case e.Value == nil && !hasParam:
 		k.fail(key, "", "has neither value nor parameter", "exactly one: value: TEXT, or parameter: /{prefix}/NAME")
-	case hasParam:
+	case e.Parameter != "":
 		k.parameter(key+".parameter", e.Parameter)
 	}
 	if g := e.Generate; g != "" {
 		switch {
-		case g != GenerateHex32 && g != GenerateBase64:
-			k.fail(key+".generate", g, "is not a generator", GenerateHex32+" or "+GenerateBase64)
+		case !slices.Contains([]string{GenerateHex32, GenerateBase64, GeneratePassword, GenerateAge}, g):
+			k.fail(key+".generate", g, "is not a generator", GenerateHex32+", "+GenerateBase64+", "+GeneratePassword+" or "+GenerateAge)
 		case !hasParam:
 			k.fail(key+".generate", g, "is set without parameter", "a parameter to store the generated value in")
 		case e.Optional:
@@ -291,6 +337,10 @@ func (k *checker) compose() {
 }
 
 func (k *checker) endpoints() {
+	if k.c.Local() && len(k.c.Endpoints) > 0 {
+		k.fail("endpoints", "", "is set while cloud is none", "no endpoints: they are SSM parameters, and there is no SSM without AWS")
+		return
+	}
 	for _, name := range slices.Sorted(maps.Keys(k.c.Endpoints)) {
 		key := "endpoints." + name
 		k.parameter(key, name)
@@ -338,6 +388,7 @@ func (k *checker) smoke() {
 			k.fail(key, u, "is not an http(s) URL", "the service's base URL as seen from the host, such as http://127.0.0.1:9090")
 		}
 	}
+	k.smokeProfile()
 	if s.MinDatasources < 0 || s.MinDashboards < 0 {
 		k.fail("smoke.min_datasources", "", "is negative", "a count of zero or more")
 	}

@@ -28,7 +28,7 @@ func DotEnv(ctx context.Context, root string, c *config.Config, secrets Secrets)
 	const name = ".env"
 	dir := filepath.Join(root, c.Bundle.Dir)
 	file := filepath.Join(dir, c.Compose.File)
-	path := filepath.Join(dir, envfile.Name)
+	path := filepath.Join(root, c.EnvFilePath())
 	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
 		return Failed(name, fmt.Sprintf("cannot be checked: the compose file %s does not exist: `monagent reconcile --only bundle` installs the stack bundle", file))
 	} else if err != nil {

@@ -72,6 +72,12 @@ type Options struct {
 	Log      *zap.Logger
 	// Backoff spaces polls; zero means retry.DefaultBackoff.
 	Backoff retry.Backoff
+	// Local makes the step take volume.device as a local block device:
+	// no volume id, no AWS.
+	Local bool
+	// Directory makes the mount point a plain directory on the root disk
+	// (volume.kind: directory): made and given its owner, nothing mounted.
+	Directory bool
 }
 
 // Step converges the data volume.
@@ -84,6 +90,8 @@ type Step struct {
 	run     command.Runner
 	log     *zap.Logger
 	backoff retry.Backoff
+	local   bool
+	dir     bool
 
 	// Learned during the run.
 	volID     string
@@ -100,7 +108,7 @@ type Step struct {
 // New returns the volume step for cfg, an expanded and validated
 // configuration.
 func New(cfg config.Volume, o Options) *Step {
-	s := &Step{cfg: cfg, root: o.Root, id: o.Identity, ec2: o.EC2, params: o.Params, run: o.Run, log: o.Log, backoff: o.Backoff}
+	s := &Step{cfg: cfg, root: o.Root, id: o.Identity, ec2: o.EC2, params: o.Params, run: o.Run, log: o.Log, backoff: o.Backoff, local: o.Local || o.Directory, dir: o.Directory}
 	if s.root == "" {
 		s.root = "/"
 	}
@@ -130,7 +138,10 @@ func (s *Step) Warning() string { return s.warning }
 // since a new parameter value means a different volume) and how it is to be
 // mounted.
 func (s *Step) Fingerprint(ctx context.Context) (string, error) {
-	volID, err := s.volumeID(ctx)
+	volID, err := "local", error(nil)
+	if !s.local {
+		volID, err = s.volumeID(ctx)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -147,6 +158,9 @@ func (s *Step) Fingerprint(ctx context.Context) (string, error) {
 func (s *Step) Check(ctx context.Context) (bool, error) {
 	if err := s.preflight(); err != nil {
 		return false, err
+	}
+	if s.local {
+		return s.checkLocalDevice(ctx)
 	}
 	volID, err := s.volumeID(ctx)
 	if err != nil {
@@ -213,6 +227,9 @@ func (s *Step) Apply(ctx context.Context) error {
 	if err := s.preflight(); err != nil {
 		return err
 	}
+	if s.local {
+		return s.applyLocalDevice(ctx)
+	}
 	volID, err := s.volumeID(ctx)
 	if err != nil {
 		return err
@@ -255,7 +272,7 @@ func (s *Step) Apply(ctx context.Context) error {
 // identity, a usable mount point, and a mount namespace shared with the
 // host's init, without which a mount would never reach the host.
 func (s *Step) preflight() error {
-	if s.id.InstanceID == "" || s.id.AZ == "" {
+	if !s.local && (s.id.InstanceID == "" || s.id.AZ == "") {
 		return errors.New("volume: instance identity unknown (instance id and availability zone come from instance metadata)")
 	}
 	mp := s.cfg.MountPoint

@@ -18,12 +18,14 @@ import (
 	"strings"
 	"syscall"
 
+	"filippo.io/age"
 	"go.uber.org/zap"
 
 	"github.com/monagent/monagent/internal/atomicfile"
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/retry"
 	"github.com/monagent/monagent/internal/seal"
+	"github.com/monagent/monagent/internal/secretgen"
 	"github.com/monagent/monagent/internal/ssmparam"
 )
 
@@ -52,6 +54,20 @@ type Options struct {
 	// Seal keys the digests the memo keeps of what was written.
 	Seal *seal.Key
 	Log  *zap.Logger
+	// EnvFile is where the environment file goes, as seen from the host
+	// root; "" means Name in Dir.
+	EnvFile string
+	// Kept is the host's secret store: bcrypt hashes and TLS pairs.
+	Kept         *secretgen.Store
+	Certificates map[string]config.Certificate
+	Templates    []config.Template
+	// LocalFile, off AWS, is where an operator puts the values the host
+	// cannot generate (secrets.file): the messages about a missing value
+	// point there instead of at SSM.
+	LocalFile string
+	// Hostname and IP are the host's names, for the certificates and
+	// the templates.
+	Hostname, IP string
 }
 
 // Step renders .env and the secret files.
@@ -80,8 +96,13 @@ func New(o Options) *Step {
 	return &Step{o: o}
 }
 
-// Path is the .env file under the root.
-func (s *Step) Path() string { return filepath.Join(s.o.Root, s.o.Dir, Name) }
+// Path is the environment file under the root.
+func (s *Step) Path() string {
+	if s.o.EnvFile != "" {
+		return filepath.Join(s.o.Root, s.o.EnvFile)
+	}
+	return filepath.Join(s.o.Root, s.o.Dir, Name)
+}
 
 func (s *Step) filePath(rel string) string { return filepath.Join(s.o.Root, s.o.Dir, rel) }
 
@@ -100,15 +121,13 @@ func (s *Step) Memo() map[string]string {
 // filesSum digests the secret files as they are on disk.
 func (s *Step) filesSum() string {
 	h := s.o.Seal.New()
-	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
-		if f := s.o.Vars[k].File; f != "" {
-			b, err := os.ReadFile(s.filePath(f))
-			if err != nil {
-				fmt.Fprintf(h, "%s missing;", f)
-				continue
-			}
-			fmt.Fprintf(h, "%s %d:%s;", f, len(b), b)
+	for _, f := range s.paths() {
+		b, err := os.ReadFile(s.filePath(f))
+		if err != nil {
+			fmt.Fprintf(h, "%s missing;", f)
+			continue
 		}
+		fmt.Fprintf(h, "%s %d:%s;", f, len(b), b)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -135,6 +154,7 @@ func (s *Step) Fingerprint(context.Context) (string, error) {
 		}
 		fmt.Fprintf(h, "%s|%s|%s|%t|%v|%s|%s|%s|%t;", k, lit, v.Parameter, v.Optional, v.Services, v.Generate, v.File, v.FileOwner, v.InEnv())
 	}
+	fmt.Fprintf(h, "%s|%v|%v|%s|%s;", s.o.EnvFile, s.o.Certificates, s.o.Templates, s.o.Hostname, s.o.IP)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
@@ -163,8 +183,15 @@ func (s *Step) Check(ctx context.Context) (bool, error) {
 	if ok, err := sameFile(s.Path(), env, 0o600, 0, 0); err != nil || !ok {
 		return false, err
 	}
-	for _, f := range s.files() {
-		if ok, err := sameFile(s.filePath(f.rel), []byte(f.value), 0o600, f.uid, f.gid); err != nil || !ok {
+	files, err := s.files(false)
+	if errors.Is(err, errNotYet) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, f := range files {
+		if ok, err := sameFile(s.filePath(f.rel), []byte(f.value), f.mode, f.uid, f.gid); err != nil || !ok {
 			return false, err
 		}
 	}
@@ -206,8 +233,12 @@ func (s *Step) Apply(ctx context.Context) error {
 	if err := writeIfDifferent(s.Path(), env, 0o600, 0, 0); err != nil {
 		return err
 	}
-	for _, f := range s.files() {
-		if err := writeIfDifferent(s.filePath(f.rel), []byte(f.value), 0o600, f.uid, f.gid); err != nil {
+	files, err := s.files(true)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := writeIfDifferent(s.filePath(f.rel), []byte(f.value), f.mode, f.uid, f.gid); err != nil {
 			return err
 		}
 	}
@@ -256,7 +287,7 @@ func (s *Step) resolve(ctx context.Context, again bool) error {
 		case v.Optional:
 			s.missing = append(s.missing, k)
 		default:
-			errs = append(errs, fmt.Errorf("env.%s: SSM parameter %s does not exist; create it: %s", k, v.Parameter, putCommand(v.Parameter)))
+			errs = append(errs, fmt.Errorf("env.%s: %s does not exist; create it: %s", k, s.source(v.Parameter), s.putCommand(v.Parameter)))
 		}
 	}
 	if len(errs) > 0 {
@@ -271,15 +302,30 @@ func (s *Step) warnOptional() {
 	s.warnings = nil
 	for _, k := range s.missing {
 		v := s.o.Vars[k]
-		msg := fmt.Sprintf("%s: SSM parameter %s does not exist, so %s %s left out instead of started with an empty value; create it: %s",
-			k, v.Parameter, strings.Join(v.Services, ", "), plural(len(v.Services), "is", "are"), putCommand(v.Parameter))
+		what := fmt.Sprintf("%s %s left out instead of started with an empty value", strings.Join(v.Services, ", "), plural(len(v.Services), "is", "are"))
+		if len(v.Services) == 0 {
+			// A receiver in a template, guarded by has.
+			what = "what the templates guard with has \"" + k + "\" is left out instead of rendered empty"
+		}
+		msg := fmt.Sprintf("%s: %s does not exist, so %s; create it: %s", k, s.source(v.Parameter), what, s.putCommand(v.Parameter))
 		s.warnings = append(s.warnings, msg)
 		s.o.Log.Warn("optional secret absent; its services are left out", zap.String("key", k),
-			zap.String("parameter", v.Parameter), zap.Strings("services", v.Services), zap.String("create", putCommand(v.Parameter)))
+			zap.String("parameter", v.Parameter), zap.Strings("services", v.Services), zap.String("create", s.putCommand(v.Parameter)))
 	}
 }
 
-func putCommand(param string) string {
+// source names where a value comes from, for messages.
+func (s *Step) source(param string) string {
+	if s.o.LocalFile != "" {
+		return "the value " + param
+	}
+	return "SSM parameter " + param
+}
+
+func (s *Step) putCommand(param string) string {
+	if s.o.LocalFile != "" {
+		return fmt.Sprintf("add the line %s=<value> to %s (root-owned, mode 0600)", param, s.o.LocalFile)
+	}
 	return fmt.Sprintf("aws ssm put-parameter --name %s --type SecureString --value '<value>'", param)
 }
 
@@ -329,6 +375,13 @@ func (s *Step) generate(ctx context.Context, k string) error {
 }
 
 func newSecret(kind string) (string, error) {
+	if kind == config.GenerateAge {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			return "", err
+		}
+		return id.String(), nil
+	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -336,7 +389,7 @@ func newSecret(kind string) (string, error) {
 	switch kind {
 	case config.GenerateHex32:
 		return hex.EncodeToString(b), nil
-	case config.GenerateBase64:
+	case config.GenerateBase64, config.GeneratePassword:
 		return base64.StdEncoding.EncodeToString(b), nil
 	}
 	return "", fmt.Errorf("unknown generator %q", kind)
@@ -355,13 +408,15 @@ func (s *Step) render() ([]byte, error) {
 	return Encode(vals)
 }
 
-// secretFile is one file of a key with file: set.
+// secretFile is one file the step writes in the stack directory.
 type secretFile struct {
 	rel, value string
+	mode       fs.FileMode
 	uid, gid   int
 }
 
-func (s *Step) files() []secretFile {
+// secretFiles are the files of the keys with file: set.
+func (s *Step) secretFiles() []secretFile {
 	var out []secretFile
 	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
 		v := s.o.Vars[k]
@@ -369,14 +424,20 @@ func (s *Step) files() []secretFile {
 		if v.File == "" || !ok {
 			continue
 		}
-		f := secretFile{rel: v.File, value: val}
-		if u, g, ok := strings.Cut(v.FileOwner, ":"); ok {
-			f.uid, _ = strconv.Atoi(u)
-			f.gid, _ = strconv.Atoi(g)
-		}
+		f := secretFile{rel: v.File, value: val, mode: 0o600}
+		f.uid, f.gid = parseOwner(v.FileOwner)
 		out = append(out, f)
 	}
 	return out
+}
+
+// parseOwner reads a validated numeric uid:gid; "" is root.
+func parseOwner(s string) (uid, gid int) {
+	if u, g, ok := strings.Cut(s, ":"); ok {
+		uid, _ = strconv.Atoi(u)
+		gid, _ = strconv.Atoi(g)
+	}
+	return uid, gid
 }
 
 // Disabled is the services the compose step leaves out, read from what the

@@ -19,9 +19,12 @@ import (
 
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/envfile"
 	"github.com/monagent/monagent/internal/imds"
+	"github.com/monagent/monagent/internal/localparam"
 	"github.com/monagent/monagent/internal/logging"
 	"github.com/monagent/monagent/internal/seal"
+	"github.com/monagent/monagent/internal/secretgen"
 	"github.com/monagent/monagent/internal/ssmparam"
 )
 
@@ -38,6 +41,12 @@ type Host struct {
 	CFN    *cloudformation.Client
 	S3     *s3.Client
 	Params *ssmparam.Store
+	// Values is where the env step reads and keeps its values: SSM, or
+	// off AWS the host's own store.
+	Values envfile.Params
+	// Kept is the host's secret store: generated values off AWS, and
+	// everywhere the bcrypt hashes and TLS pairs.
+	Kept *secretgen.Store
 	// Docker is the engine's API (DOCKER_HOST, else the local socket); it
 	// connects on first use.
 	Docker *client.Client
@@ -62,22 +71,48 @@ type Options struct {
 
 // Discover reads the instance identity and builds the Host.
 func Discover(ctx context.Context, o Options) (*Host, error) {
-	id, err := imds.Fetch(ctx, imds.NewClient(o.AWS))
+	id, cfg, err := identify(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	o.Log.Info("instance identity", zap.String("instance_id", id.InstanceID), zap.String("region", id.Region),
+	o.Config = cfg
+	o.Log.Info("instance identity", zap.String("cloud", cfg.Cloud), zap.String("instance_id", id.InstanceID), zap.String("region", id.Region),
 		zap.String("az", id.AZ), zap.String("private_ip", id.PrivateIP))
 	awsCfg := o.AWS.Copy()
 	if awsCfg.Region == "" {
 		awsCfg.Region = id.Region
 	}
-	// imds.Fetch never returns an empty value, so every placeholder has one.
-	cfg, err := o.Config.Expand(config.Vars{InstanceID: id.InstanceID, Region: id.Region, AZ: id.AZ, PrivateIP: id.PrivateIP})
+	// On AWS every placeholder has a value; off it {region} and {az} have
+	// none, and a configuration using them fails here, naming the key.
+	cfg, err = o.Config.Expand(config.Vars{InstanceID: id.InstanceID, Region: id.Region, AZ: id.AZ, PrivateIP: id.PrivateIP})
 	if err != nil {
 		return nil, err
 	}
 	return New(o, id, cfg, awsCfg)
+}
+
+// identify reads the identity the configuration's cloud calls for. With
+// cloud: auto, a host where instance metadata does not answer is a host
+// off AWS, and the configuration returned says cloud: none.
+func identify(ctx context.Context, o Options) (imds.Identity, *config.Config, error) {
+	cfg := o.Config
+	switch cfg.Cloud {
+	case config.CloudNone:
+		id, err := imds.Local()
+		return id, cfg, err
+	case config.CloudAuto:
+		id, err := imds.Probe(ctx, imds.NewClient(o.AWS))
+		if err == nil {
+			return id, cfg, nil
+		}
+		o.Log.Info("no instance metadata; running as a host off AWS (cloud: auto)", zap.Error(err))
+		local := *cfg
+		local.Cloud = config.CloudNone
+		id, err = imds.Local()
+		return id, &local, err
+	}
+	id, err := imds.Fetch(ctx, imds.NewClient(o.AWS))
+	return id, cfg, err
 }
 
 // New assembles a Host from an identity already known.
@@ -90,6 +125,17 @@ func New(o Options, id imds.Identity, cfg *config.Config, awsCfg aws.Config) (*H
 	if err != nil {
 		return nil, fmt.Errorf("docker client (DOCKER_HOST, DOCKER_CERT_PATH): %w", err)
 	}
+	if cfg.Local() {
+		cfg = localKeys(cfg)
+	}
+	kept := &secretgen.Store{Dir: filepath.Join(root, cfg.Secrets.Dir)}
+	var params envfile.Params = ssmparam.New(ssm.NewFromConfig(awsCfg), o.Secrets)
+	if cfg.Local() {
+		params = &localparam.Store{File: filepath.Join(root, cfg.Secrets.File), Kept: kept, Secrets: o.Secrets}
+		if cfg.Secrets.File == "" {
+			params.(*localparam.Store).File = ""
+		}
+	}
 	return &Host{
 		Root:     root,
 		Identity: id,
@@ -101,12 +147,32 @@ func New(o Options, id imds.Identity, cfg *config.Config, awsCfg aws.Config) (*H
 		// and ETag are checked); the SDK would warn once per object.
 		S3:      s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.DisableLogOutputChecksumValidationSkipped = true }),
 		Params:  ssmparam.New(ssm.NewFromConfig(awsCfg), o.Secrets),
+		Values:  params,
+		Kept:    kept,
 		Docker:  docker,
 		Run:     o.Run,
 		Log:     o.Log,
 		Secrets: o.Secrets,
 	}, nil
 }
+
+// localKeys gives every env value its own key as its name in the local
+// store: a parameter path written for AWS means nothing off it.
+func localKeys(c *config.Config) *config.Config {
+	out := *c
+	out.Env = make(map[string]config.EnvVar, len(c.Env))
+	for k, v := range c.Env {
+		if v.Value == nil {
+			v.Parameter = k
+		}
+		out.Env[k] = v
+	}
+	return &out
+}
+
+// OnAWS reports whether the host runs with AWS: instance metadata, EBS,
+// SSM and the stack signal.
+func (h *Host) OnAWS() bool { return !h.Config.Local() }
 
 // Path puts an absolute host path under Root.
 func (h *Host) Path(p string) string { return filepath.Join(h.Root, p) }

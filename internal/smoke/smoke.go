@@ -75,8 +75,10 @@ type Options struct {
 	Services []string
 	// GrafanaUser and GrafanaPassword log in to Grafana's API.
 	GrafanaUser, GrafanaPassword string
-	Docker                       Docker
-	HTTP                         *http.Client
+	// User and Password log in to Prometheus and Alertmanager (acgs).
+	User, Password string
+	Docker         Docker
+	HTTP           *http.Client
 	// Infrastructure are the checks of the data volume, made by the caller.
 	Infrastructure []Check
 	// Backoff is the first pause between attempts; it doubles. Zero: 1 s.
@@ -96,8 +98,12 @@ func Run(ctx context.Context, o Options) Report {
 	defer cancel()
 	r := &runner{o: o}
 	var checks []Check
-	for _, cat := range []func(context.Context) []Check{r.containers, r.endpoints, r.grafana, r.prometheus, r.pipeline, r.infrastructure} {
-		checks = append(checks, cat(ctx)...)
+	if o.Config.Profile == config.ProfileACGS {
+		checks = r.acgs(ctx)
+	} else {
+		for _, cat := range []func(context.Context) []Check{r.containers, r.endpoints, r.grafana, r.prometheus, r.pipeline, r.infrastructure} {
+			checks = append(checks, cat(ctx)...)
+		}
 	}
 	rep := Report{Checks: checks}
 	for _, c := range checks {
@@ -186,12 +192,35 @@ func (r *runner) getJSON(ctx context.Context, url string, auth bool, v any) erro
 }
 
 func (r *runner) get(ctx context.Context, url string, auth bool) ([]byte, error) {
+	if auth {
+		return r.do(ctx, url, r.o.GrafanaUser, r.o.GrafanaPassword)
+	}
+	return r.do(ctx, url, "", "")
+}
+
+// getAuth is get with the Prometheus and Alertmanager login.
+func (r *runner) getAuth(ctx context.Context, url string) ([]byte, error) {
+	return r.do(ctx, url, r.o.User, r.o.Password)
+}
+
+func (r *runner) getAuthJSON(ctx context.Context, url string, v any) error {
+	b, err := r.getAuth(ctx, url)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("GET %s: not the JSON expected: %w", url, err)
+	}
+	return nil
+}
+
+func (r *runner) do(ctx context.Context, url, user, password string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	if auth {
-		req.SetBasicAuth(r.o.GrafanaUser, r.o.GrafanaPassword)
+	if user != "" {
+		req.SetBasicAuth(user, password)
 	}
 	resp, err := r.o.HTTP.Do(req)
 	if err != nil {

@@ -3,6 +3,7 @@ package smoke
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -19,6 +20,13 @@ import (
 // room. uuid is the filesystem the volume step last converged, "" if none.
 func Volume(ctx context.Context, root string, cfg *config.Config, uuid string, run command.Runner) []Check {
 	mp := filepath.Join(root, cfg.Volume.MountPoint)
+	if cfg.VolumeKind() == config.VolumeDirectory {
+		// Nothing is mounted: the data lives on the root disk.
+		if fi, err := os.Stat(mp); err != nil || !fi.IsDir() {
+			return []Check{{Infrastructure, "data directory", Fail, fmt.Sprintf("%s is not a directory: run `monagent reconcile --only volume`", mp)}}
+		}
+		return []Check{{Infrastructure, "data directory", Pass, mp + " (volume.kind: directory, on the root disk)"}, diskUsage(mp, cfg.Smoke)}
+	}
 	fstabPath := filepath.Join(root, "/etc/fstab")
 	line, found, err := ebs.FstabFor(fstabPath, cfg.Volume.MountPoint)
 	out := []Check{fstab(fstabPath, cfg.Volume.MountPoint, line, found, err)}

@@ -277,7 +277,7 @@ func containers(ctx context.Context, api DockerAPI, project string) ([]Container
 
 // env lists the keys of .env. Its values are never read into the report.
 func env(o Options) Env {
-	e := Env{Path: filepath.Join(o.Config.Bundle.Dir, ".env"), Keys: []string{}, Missing: []string{}}
+	e := Env{Path: o.Config.EnvFilePath(), Keys: []string{}, Missing: []string{}}
 	p := filepath.Join(o.Root, e.Path)
 	b, err := os.ReadFile(p)
 	if err == nil {

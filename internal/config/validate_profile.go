@@ -1,0 +1,142 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+func (k *checker) secrets() {
+	s := k.c.Secrets
+	k.absDir("secrets.dir", s.Dir, "/var/lib/monagent/secrets")
+	if within(k.sample("secrets.dir", s.Dir), k.sample("bundle.dir", k.c.Bundle.Dir)) {
+		k.fail("secrets.dir", s.Dir, "is inside bundle.dir ("+k.c.Bundle.Dir+"), which the bundle step replaces",
+			"a directory of its own, such as /var/lib/monagent/secrets")
+	}
+	if s.File == "" {
+		return
+	}
+	k.absDir("secrets.file", s.File, "/etc/acgs/operator.env")
+	if !k.c.Local() {
+		k.fail("secrets.file", s.File, "is set while cloud is "+k.c.Cloud, `"": on AWS the operator's secrets are SSM parameters`)
+	}
+}
+
+func (k *checker) certificates() {
+	files := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(k.c.Certificates)) {
+		key := "certificates." + name
+		c := k.c.Certificates[name]
+		if !serviceRE.MatchString(name) {
+			k.fail(key, name, "is not a certificate name", "letters, digits, '.', '_' and '-', such as prometheus")
+		}
+		for _, f := range []struct{ key, path, example string }{
+			{key + ".key_file", c.KeyFile, "certs/prometheus.key"},
+			{key + ".cert_file", c.CertFile, "certs/prometheus.crt"},
+		} {
+			k.relPath(f.key, f.path, f.example)
+			if other, dup := files[f.path]; dup && f.path != "" {
+				k.fail(f.key, f.path, "is also written by "+other, "a file of its own")
+			}
+			files[f.path] = f.key
+		}
+		if c.Owner != "" && !isUIDGID(k.sample(key+".owner", c.Owner)) {
+			k.fail(key+".owner", c.Owner, "is not a numeric uid:gid", "uid:gid in numbers, such as 65534:65534")
+		}
+		for i, d := range c.DNSNames {
+			if d := k.sample(key, d); d == "" || strings.ContainsAny(d, " /:") {
+				k.fail(fmt.Sprintf("%s.dns_names[%d]", key, i), d, "is not a DNS name", "a host name such as prometheus or monitoring.example.com")
+			}
+		}
+		for i, ip := range c.IPs {
+			if net.ParseIP(k.sample(key, ip)) == nil {
+				k.fail(fmt.Sprintf("%s.ips[%d]", key, i), ip, "is not an IP address", "an address such as 10.0.0.5 or {private_ip}")
+			}
+		}
+	}
+}
+
+func (k *checker) templates() {
+	targets := map[string]int{}
+	for i, t := range k.c.Templates {
+		key := "templates[" + strconv.Itoa(i) + "]"
+		k.relPath(key+".source", t.Source, "prometheus/web.yml.tmpl")
+		k.relPath(key+".target", t.Target, "prometheus/web.yml")
+		if t.Source == t.Target && t.Source != "" {
+			k.fail(key+".target", t.Target, "is the template itself", "a file of its own, such as the source without .tmpl")
+		}
+		if j, dup := targets[t.Target]; dup {
+			k.fail(key+".target", t.Target, fmt.Sprintf("is also the target of templates[%d]", j), "one template per file")
+		}
+		targets[t.Target] = i
+		switch {
+		case t.Owner != "" && !isUIDGID(k.sample(key+".owner", t.Owner)):
+			k.fail(key+".owner", t.Owner, "is not a numeric uid:gid", "uid:gid in numbers, such as 65534:65534")
+		case t.Owner != "" && !t.Secret:
+			k.fail(key+".owner", t.Owner, "is set on a template that is not secret", "secret: true (the file is then 0600 for that owner), or no owner (0644)")
+		}
+	}
+}
+
+func (k *checker) backup() {
+	b := k.c.Backup
+	if b.Keep < 1 || b.Keep > 1000 {
+		k.fail("backup.keep", strconv.Itoa(b.Keep), "is out of range", "how many archives to keep, from 1 to 1000, such as 7")
+	}
+	if b.Location != "" {
+		if _, err := url.Parse(b.Location); err != nil || !(strings.HasPrefix(b.Location, "s3://") || strings.HasPrefix(b.Location, "/")) {
+			k.fail("backup.location", b.Location, "is not a backup location", "s3://BUCKET/PREFIX/ or an absolute directory such as /var/backups/acgs-monitoring")
+		} else if strings.HasPrefix(b.Location, "s3://") && k.c.Local() {
+			k.fail("backup.location", b.Location, "is in S3 while cloud is none", "a local directory such as /var/backups/acgs-monitoring")
+		}
+	}
+	if b.Location == "" {
+		return
+	}
+	v, ok := k.c.Env[b.KeyEnv]
+	switch {
+	case !ok:
+		k.fail("backup.key_env", b.KeyEnv, "is not a key of env", "the env key holding the archives' age identity, declared with generate: age")
+	case v.Generate != GenerateAge:
+		k.fail("backup.key_env", b.KeyEnv, "names a key without generate: age", "generate: age on env."+b.KeyEnv+", so the key is made once and kept")
+	}
+	for i, s := range b.StopServices {
+		if !serviceRE.MatchString(s) {
+			k.fail(fmt.Sprintf("backup.stop_services[%d]", i), s, "is not a service name", "the name of a service in the compose file")
+		}
+	}
+	if p := b.PrometheusService; p != "" && !serviceRE.MatchString(p) {
+		k.fail("backup.prometheus_service", p, "is not a service name", "the name of the Prometheus service in the compose file")
+	}
+}
+
+// smokeProfile checks the keys of the acgs smoke profile.
+func (k *checker) smokeProfile() {
+	s := k.c.Smoke
+	switch s.Profile {
+	case ProfileSeed:
+		return
+	case ProfileACGS:
+	default:
+		k.fail("smoke.profile", s.Profile, "is not a smoke profile", "seed (the first guide's stack) or acgs (TLS, basic auth, Alertmanager)")
+		return
+	}
+	if p, err := url.Parse(k.sample("smoke.alertmanager_url", s.AlertmanagerURL)); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		k.fail("smoke.alertmanager_url", s.AlertmanagerURL, "is not an http(s) URL", "Alertmanager's base URL as seen from the host, such as https://127.0.0.1:9093")
+	}
+	if s.PasswordKey != "" {
+		if _, ok := k.c.Env[s.PasswordKey]; !ok {
+			k.fail("smoke.password_key", s.PasswordKey, "is not a key of env", "the env key holding the basic-auth password, such as PROMETHEUS_PASSWORD")
+		}
+		if s.User == "" {
+			k.fail("smoke.user", "", "is empty while smoke.password_key is set", "the basic-auth user, such as acgs_monitor")
+		}
+	}
+	if s.Queries < 1 || s.Queries > 1000 {
+		k.fail("smoke.queries", strconv.Itoa(s.Queries), "is out of range", "how many queries time the p95, from 1 to 1000, such as 20")
+	}
+}

@@ -1,0 +1,150 @@
+package envfile
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"slices"
+
+	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/render"
+	"github.com/monagent/monagent/internal/secretgen"
+)
+
+// errNotYet is a file Check cannot compare before Apply creates what it
+// is made from (a TLS pair, a bcrypt hash).
+var errNotYet = errors.New("not created yet")
+
+// paths lists every file the step writes in the stack directory, values
+// or not, for the memo's digest.
+func (s *Step) paths() []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(s.o.Vars)) {
+		if f := s.o.Vars[k].File; f != "" {
+			out = append(out, f)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.o.Certificates)) {
+		c := s.o.Certificates[name]
+		out = append(out, c.KeyFile, c.CertFile)
+	}
+	for _, t := range s.o.Templates {
+		out = append(out, t.Target)
+	}
+	return out
+}
+
+// files are all the files the step writes besides the environment file:
+// the keys' secret files, the TLS pairs and the rendered templates. With
+// create false nothing is created: a missing pair or hash is errNotYet.
+func (s *Step) files(create bool) ([]secretFile, error) {
+	out := s.secretFiles()
+	certs, err := s.certFiles(create)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, certs...)
+	tmpls, err := s.templateFiles(create)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, tmpls...), nil
+}
+
+// hosts are the names every certificate covers: the host's own, and the
+// certificate's.
+func (s *Step) hosts(c config.Certificate) secretgen.Hosts {
+	h := secretgen.Hosts{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
+	if s.o.Hostname != "" {
+		h.DNSNames = append(h.DNSNames, s.o.Hostname)
+	}
+	if ip := net.ParseIP(s.o.IP); ip != nil {
+		h.IPs = append(h.IPs, ip)
+	}
+	h.DNSNames = append(h.DNSNames, c.DNSNames...)
+	for _, a := range c.IPs {
+		if ip := net.ParseIP(a); ip != nil {
+			h.IPs = append(h.IPs, ip)
+		}
+	}
+	slices.Sort(h.DNSNames)
+	h.DNSNames = slices.Compact(h.DNSNames)
+	return h
+}
+
+func (s *Step) certFiles(create bool) ([]secretFile, error) {
+	var out []secretFile
+	for _, name := range slices.Sorted(maps.Keys(s.o.Certificates)) {
+		c := s.o.Certificates[name]
+		var kp secretgen.KeyPair
+		var err error
+		if create {
+			kp, err = s.o.Kept.TLS(name, s.hosts(c))
+			if err == nil && kp.Issued {
+				s.o.Log.Info("TLS certificate issued")
+			}
+		} else {
+			var ok bool
+			kp, ok, err = s.o.Kept.PeekTLS(name, s.hosts(c))
+			if err == nil && !ok {
+				return nil, errNotYet
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("certificates.%s: %w", name, err)
+		}
+		uid, gid := parseOwner(c.Owner)
+		out = append(out,
+			secretFile{rel: c.KeyFile, value: kp.KeyPEM.Reveal(), mode: 0o600, uid: uid, gid: gid},
+			secretFile{rel: c.CertFile, value: string(kp.CertPEM), mode: 0o644})
+	}
+	return out, nil
+}
+
+func (s *Step) templateFiles(create bool) ([]secretFile, error) {
+	if len(s.o.Templates) == 0 {
+		return nil, nil
+	}
+	data := render.Data{Values: s.values, Hostname: s.o.Hostname, Bcrypt: func(key string) (string, error) {
+		return s.bcrypt(key, create)
+	}}
+	var out []secretFile
+	for i, t := range s.o.Templates {
+		src, err := os.ReadFile(s.filePath(t.Source))
+		if err != nil {
+			return nil, fmt.Errorf("templates[%d]: %w (is it in the bundle?)", i, err)
+		}
+		b, err := render.Render(t.Source, src, t.Secret, data)
+		if errors.Is(err, errNotYet) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("templates[%d]: %w", i, err)
+		}
+		f := secretFile{rel: t.Target, value: string(b), mode: 0o644}
+		if t.Secret {
+			f.mode = 0o600
+			f.uid, f.gid = parseOwner(t.Owner)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// bcrypt is the kept hash of key's value, made when create is set.
+func (s *Step) bcrypt(key string, create bool) (string, error) {
+	pw := secretgen.NewSecret(s.values[key])
+	if create {
+		return s.o.Kept.Hash(key, pw)
+	}
+	hash, ok, err := s.o.Kept.Lookup(key + ".bcrypt")
+	if err != nil {
+		return "", err
+	}
+	if !ok || !s.o.Kept.HashMatches(hash.Reveal(), pw) {
+		return "", errNotYet
+	}
+	return hash.Reveal(), nil
+}
