@@ -134,6 +134,8 @@ func newRoot(g *globals, stdout, stderr io.Writer) *cobra.Command {
 		statusCmd(g, stdout),
 		smokeCmd(g, stdout),
 		doctorCmd(g, stdout),
+		backupCmd(g, stdout),
+		restoreCmd(g, stdout),
 		iamPolicyCmd(g, stdout, stderr),
 		versionCmd(stdout),
 	)

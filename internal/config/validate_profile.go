@@ -21,8 +21,8 @@ func (k *checker) secrets() {
 		return
 	}
 	k.absDir("secrets.file", s.File, "/etc/acgs/operator.env")
-	if !k.c.Local() {
-		k.fail("secrets.file", s.File, "is set while cloud is "+k.c.Cloud, `"": on AWS the operator's secrets are SSM parameters`)
+	if k.c.Cloud == CloudAWS {
+		k.fail("secrets.file", s.File, "is set while cloud is aws", `"", or cloud: none or auto: on AWS the operator's secrets are SSM parameters`)
 	}
 }
 
@@ -90,7 +90,7 @@ func (k *checker) backup() {
 	if b.Location != "" {
 		if _, err := url.Parse(b.Location); err != nil || !(strings.HasPrefix(b.Location, "s3://") || strings.HasPrefix(b.Location, "/")) {
 			k.fail("backup.location", b.Location, "is not a backup location", "s3://BUCKET/PREFIX/ or an absolute directory such as /var/backups/acgs-monitoring")
-		} else if strings.HasPrefix(b.Location, "s3://") && k.c.Local() {
+		} else if strings.HasPrefix(b.Location, "s3://") && k.c.Cloud == CloudNone {
 			k.fail("backup.location", b.Location, "is in S3 while cloud is none", "a local directory such as /var/backups/acgs-monitoring")
 		}
 	}

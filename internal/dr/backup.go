@@ -1,0 +1,282 @@
+// Package dr is backup and disaster recovery of a monitoring host: one
+// archive holding a Prometheus TSDB snapshot, the other services' data
+// (copied while they are briefly stopped), the stack directory, the
+// environment file and the generated secrets, encrypted in the age format
+// and kept in a store (package backup); and its restore onto this host or
+// a fresh one.
+package dr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/moby/moby/client"
+	"go.uber.org/zap"
+
+	"github.com/monagent/monagent/internal/backup"
+	"github.com/monagent/monagent/internal/command"
+	"github.com/monagent/monagent/internal/config"
+)
+
+// Docker is the part of the Docker client backup and restore use.
+type Docker interface {
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerStop(ctx context.Context, id string, options client.ContainerStopOptions) (client.ContainerStopResult, error)
+	ContainerStart(ctx context.Context, id string, options client.ContainerStartOptions) (client.ContainerStartResult, error)
+}
+
+// Options are what backup and restore work with.
+type Options struct {
+	Root   string
+	Config *config.Config
+	// ConfigFile is monagent's configuration file, as seen from Root; it
+	// is kept in the archive for the operator's reference.
+	ConfigFile string
+	Docker     Docker
+	Run        command.Runner
+	// HTTP reaches Prometheus' admin API (it trusts the stack's CA);
+	// User and Password are its basic-auth login.
+	HTTP           *http.Client
+	User, Password string
+	Host, Version  string
+	Log            *zap.Logger
+	// Now stamps the archive; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o Options) path(p string) string { return filepath.Join(o.Root, p) }
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// Archive part names.
+const (
+	partData    = "data"
+	partStack   = "stack"
+	partSecrets = "secrets"
+	partEnv     = "env/environment"
+	partConfig  = "config/monagent.yaml"
+)
+
+// Result is what a backup made.
+type Result struct {
+	Name     string
+	Store    string
+	Entries  int
+	Bytes    int64
+	Pruned   []string
+	Snapshot string
+}
+
+// Backup takes the archive and stores it, then deletes all but the newest
+// backup.keep archives.
+func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient) (Result, error) {
+	c := o.Config
+	work, err := os.MkdirTemp(o.path(c.StackDataDir()), ".monagent-backup-")
+	if err != nil {
+		return Result{}, fmt.Errorf("backup: %w", err)
+	}
+	defer os.RemoveAll(work)
+	res := Result{Name: backup.ArchiveName(o.Host, o.now()), Store: fmt.Sprint(store)}
+	var parts []backup.Part
+	var promVolume string
+	if c.Backup.PrometheusService != "" {
+		snap, volume, err := snapshot(ctx, o)
+		if err != nil {
+			return Result{}, err
+		}
+		defer removeSnapshot(o, snap)
+		res.Snapshot, promVolume = filepath.Base(snap), volume
+		parts = append(parts, backup.Part{Name: partData + "/" + volume, Path: snap})
+	}
+	copied, err := copyStopped(ctx, o, work, promVolume)
+	if err != nil {
+		return Result{}, err
+	}
+	parts = append(parts, copied...)
+	parts = append(parts, o.configParts()...)
+	meta := map[string]string{"host": o.Host, "project": c.Compose.Project, "monagent": o.Version}
+	m, err := backup.Save(ctx, store, res.Name, to, parts, meta)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup: %w", err)
+	}
+	res.Entries = len(m.Entries)
+	for _, e := range m.Entries {
+		res.Bytes += e.Size
+	}
+	o.Log.Info("backup stored", zap.String("archive", res.Name), zap.String("store", res.Store), zap.Int("entries", res.Entries))
+	res.Pruned, err = backup.Prune(ctx, store, c.Backup.Keep)
+	if err != nil {
+		return res, fmt.Errorf("backup stored as %s, but old archives were not pruned: %w", res.Name, err)
+	}
+	return res, nil
+}
+
+// configParts are the stack directory, the environment file, the
+// secrets and monagent's configuration, those that exist.
+func (o Options) configParts() []backup.Part {
+	c := o.Config
+	var parts []backup.Part
+	for _, p := range []backup.Part{
+		{Name: partStack, Path: o.path(c.Bundle.Dir)},
+		{Name: partSecrets, Path: o.path(c.Secrets.Dir)},
+		{Name: partEnv, Path: o.path(c.EnvFilePath())},
+		{Name: partConfig, Path: o.path(o.ConfigFile)},
+	} {
+		if _, err := os.Stat(p.Path); err == nil {
+			parts = append(parts, p)
+		}
+	}
+	return parts
+}
+
+// snapshot asks Prometheus for a TSDB snapshot (the head block included)
+// and finds it on the data volume: the directory, and the named volume
+// it lies in.
+func snapshot(ctx context.Context, o Options) (dir, volume string, err error) {
+	base := strings.TrimSuffix(o.Config.Smoke.PrometheusURL, "/")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/admin/tsdb/snapshot", nil)
+	if err != nil {
+		return "", "", err
+	}
+	if o.User != "" {
+		req.SetBasicAuth(o.User, o.Password)
+	}
+	resp, err := o.HTTP.Do(req)
+	if err != nil {
+		return "", "", fmt.Errorf("backup: Prometheus snapshot: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		hint := ""
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			hint = " (check smoke.user and smoke.password_key)"
+		} else if strings.Contains(string(body), "admin APIs disabled") {
+			hint = " (start Prometheus with --web.enable-admin-api)"
+		}
+		return "", "", fmt.Errorf("backup: Prometheus snapshot: %s%s", resp.Status, hint)
+	}
+	var out struct {
+		Data struct {
+			Name string `json:"name"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil || out.Data.Name == "" || strings.ContainsAny(out.Data.Name, "/\\") {
+		return "", "", fmt.Errorf("backup: Prometheus snapshot: unexpected answer %.200q", body)
+	}
+	data := o.path(o.Config.StackDataDir())
+	matches, _ := filepath.Glob(filepath.Join(data, "*", "snapshots", out.Data.Name))
+	if len(matches) != 1 {
+		return "", "", fmt.Errorf("backup: Prometheus made snapshot %s, but it is not under %s/*/snapshots: is its data on a named volume of the stack?", out.Data.Name, data)
+	}
+	volume = filepath.Base(filepath.Dir(filepath.Dir(matches[0])))
+	o.Log.Info("Prometheus snapshot taken", zap.String("snapshot", out.Data.Name), zap.String("volume", volume))
+	return matches[0], volume, nil
+}
+
+// removeSnapshot deletes the snapshot: it holds hard links to the blocks,
+// which would otherwise keep deleted blocks on the disk for ever.
+func removeSnapshot(o Options, dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		o.Log.Warn("Prometheus snapshot not removed", zap.String("dir", dir), zap.Error(err))
+	}
+}
+
+// copyStopped copies the stack's named volumes other than Prometheus'
+// into work, with backup.stop_services stopped for the copy only, and
+// returns them as parts. A copy, not the live files: a database copied
+// while it is written is torn, and packing takes far longer than
+// copying.
+func copyStopped(ctx context.Context, o Options, work, skip string) ([]backup.Part, error) {
+	data := o.path(o.Config.StackDataDir())
+	entries, err := os.ReadDir(data)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && e.Name() != skip {
+			names = append(names, e.Name())
+		}
+	}
+	stopped, err := stopServices(ctx, o, o.Config.Backup.StopServices)
+	// Started again whatever happens, with a context of their own: a
+	// cancelled backup must not leave Grafana down.
+	defer startAgain(o, stopped)
+	if err != nil {
+		return nil, err
+	}
+	var parts []backup.Part
+	for _, n := range names {
+		dst := filepath.Join(work, n)
+		if _, err := o.Run.Run(ctx, command.Cmd{Name: "cp", Args: []string{"-a", "--reflink=auto", filepath.Join(data, n), dst}, Timeout: 30 * time.Minute}); err != nil {
+			return nil, fmt.Errorf("backup: copy volume %s: %w", n, err)
+		}
+		parts = append(parts, backup.Part{Name: partData + "/" + n, Path: dst})
+	}
+	return parts, nil
+}
+
+// containers lists the project's containers, of services when given.
+func containers(ctx context.Context, o Options, services []string, all bool) ([]string, error) {
+	f := client.Filters{}.Add("label", "com.docker.compose.project="+o.Config.Compose.Project)
+	list, err := o.Docker.ContainerList(ctx, client.ContainerListOptions{All: all, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list the containers of project %s: %w", o.Config.Compose.Project, err)
+	}
+	var ids []string
+	for _, c := range list.Items {
+		if services == nil || slices.Contains(services, c.Labels["com.docker.compose.service"]) {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids, nil
+}
+
+func stopServices(ctx context.Context, o Options, services []string) ([]string, error) {
+	if len(services) == 0 {
+		return nil, nil
+	}
+	ids, err := containers(ctx, o, services, false)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	var stopped []string
+	for _, id := range ids {
+		if _, err := o.Docker.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {
+			return stopped, fmt.Errorf("backup: stop %s: %w", id, err)
+		}
+		stopped = append(stopped, id)
+	}
+	o.Log.Info("services stopped for the copy of their data", zap.Strings("services", services))
+	return stopped, nil
+}
+
+func startAgain(o Options, ids []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var errs []error
+	for _, id := range ids {
+		if _, err := o.Docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		o.Log.Error("a service stopped for the backup did not start again: run `monagent reconcile`", zap.Error(err))
+	}
+}

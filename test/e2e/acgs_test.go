@@ -1,0 +1,405 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/monagent/monagent/internal/smoke"
+)
+
+// The ACGS profile (the second guide) on hosts with and without AWS, with
+// the real Prometheus and Alertmanager behind TLS and basic auth.
+
+const acgsProject = "acgs"
+
+// plainHost is a host off AWS: a root, a configuration, no awssim.
+type plainHost struct {
+	t      testing.TB
+	root   string
+	config string
+}
+
+// acgsExample is the example configuration made to run under root: the
+// plugin from a local server, the bundle copied where the package puts it.
+func newPlainACGSHost(t testing.TB, extra string) *plainHost {
+	t.Helper()
+	dir, sum := plugin(t)
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	h := &plainHost{t: t, root: t.TempDir(), config: filepath.Join(t.TempDir(), "config.yaml")}
+	src := filepath.Join(h.root, "usr/share/monagent/examples/acgs/stack")
+	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "cp", "-a", "../../examples/acgs/stack", src)
+	cfg := readFile(t, "../../examples/acgs/monagent.yaml")
+	cfg = strings.Replace(cfg, "cloud: auto", "cloud: none", 1)
+	cfg = strings.Replace(cfg, "docker:\n  user: \"\"\n", fmt.Sprintf(`docker:
+  user: ""
+  ready_timeout: 60s
+  compose_plugin:
+    version: v5.6.0
+    url: %s/docker-compose
+    sha256: %q
+`, srv.URL, sum), 1)
+	cfg = strings.Replace(cfg, "  health_timeout: 180s\n", "  health_timeout: 120s\n  settle: 5s\n", 1)
+	writeFile(t, h.config, cfg+extra)
+	t.Cleanup(func() { acgsDown(h.root) })
+	return h
+}
+
+func (h *plainHost) path(p string) string { return filepath.Join(h.root, p) }
+
+func (h *plainHost) monagent(args ...string) result {
+	h.t.Helper()
+	cmd := exec.Command(bins.monagent, append([]string{"--root", h.root, "--config", h.config}, args...)...)
+	// No AWS at all: a metadata endpoint nobody answers on, no credentials.
+	cmd.Env = append(os.Environ(), "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9", "AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		h.t.Fatalf("monagent did not run: %v", err)
+	}
+	return r
+}
+
+func (h *plainHost) must(args ...string) result {
+	h.t.Helper()
+	r := h.monagent(args...)
+	if r.code != 0 {
+		h.t.Fatalf("monagent %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, lastLines(r.stderr, 40))
+	}
+	return r
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
+}
+
+// acgsDown removes the project's containers and Docker volumes.
+func acgsDown(root string) {
+	dir := filepath.Join(root, "opt/acgs-1/monitoring")
+	args := []string{"compose", "--project-name", acgsProject, "--project-directory", dir, "--file", filepath.Join(dir, "docker-compose.monitoring.yml")}
+	if _, err := os.Stat(filepath.Join(root, "etc/acgs/monitoring.env")); err == nil {
+		args = append(args, "--env-file", filepath.Join(root, "etc/acgs/monitoring.env"))
+	}
+	cmd := exec.Command("docker", append(args, "down", "--volumes", "--timeout", "5")...)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(root, "usr/local/lib/docker"))
+	_ = cmd.Run()
+}
+
+// promClient reaches Prometheus as the smoke test does: TLS against the
+// stack's certificate, basic auth.
+type promClient struct {
+	t          testing.TB
+	http       *http.Client
+	base, user string
+	password   string
+}
+
+func newPromClient(t testing.TB, root, base string, env map[string]string, passwordFile string) *promClient {
+	t.Helper()
+	c, err := smoke.HTTPClient(filepath.Join(root, "opt/acgs-1/monitoring/certs/prometheus.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := env["PROMETHEUS_PASSWORD"]
+	if pw == "" {
+		pw = readFile(t, passwordFile)
+	}
+	return &promClient{t: t, http: c, base: base, user: "acgs_monitor", password: pw}
+}
+
+func (p *promClient) do(method, path string) (int, []byte) {
+	p.t.Helper()
+	req, _ := http.NewRequest(method, p.base+path, nil)
+	if p.user != "" {
+		req.SetBasicAuth(p.user, p.password)
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// valueAt is the query's first value at time at, or -1 when it has none.
+func (p *promClient) valueAt(query string, at time.Time) float64 {
+	p.t.Helper()
+	code, b := p.do(http.MethodGet, "/api/v1/query?query="+url.QueryEscape(query)+fmt.Sprintf("&time=%d", at.Unix()))
+	if code != http.StatusOK {
+		p.t.Fatalf("query %s: %d %s", query, code, b)
+	}
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		p.t.Fatal(err)
+	}
+	if len(r.Data.Result) == 0 {
+		return -1
+	}
+	var v float64
+	fmt.Sscan(r.Data.Result[0].Value[1].(string), &v)
+	return v
+}
+
+type fileID struct {
+	ino   uint64
+	mtime time.Time
+}
+
+func idOf(t testing.TB, path string) fileID {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fileID{fi.Sys().(*syscall.Stat_t).Ino, fi.ModTime()}
+}
+
+// TestACGSOffAWS: the guide's host on a machine with no AWS at all.
+// Bootstrap from nothing to a stack that passes smoke; every secret the
+// guide generates, kept and never rotated; an operator's secret turning
+// its receiver on; a backup; a tampered archive refused with nothing
+// changed; the backup restored onto a fresh host, with the metrics
+// written before it queryable there.
+func TestACGSOffAWS(t *testing.T) {
+	lockSeedStack(t)
+	h := newPlainACGSHost(t, "")
+	r := h.must("bootstrap")
+	t.Logf("bootstrap off AWS to a running stack: %v", r.elapsed)
+
+	envPath := h.path("etc/acgs/monitoring.env")
+	checkFile(t, envPath, 0o600, 0, 0)
+	env := readEnv(t, envPath)
+	for _, k := range []string{"GRAFANA_ADMIN_PASSWORD", "GRAFANA_SECRET_KEY", "PROMETHEUS_PASSWORD"} {
+		if len(env[k]) != 44 {
+			t.Errorf("%s: %d characters, want the 44 of base64 of 32 bytes", k, len(env[k]))
+		}
+	}
+	if !strings.HasPrefix(env["BACKUP_ENCRYPTION_KEY"], "AGE-SECRET-KEY-1") {
+		t.Error("BACKUP_ENCRYPTION_KEY is not an age identity")
+	}
+	if _, ok := env["SMTP_PASSWORD"]; ok {
+		t.Error("an absent SMTP_PASSWORD is in the env file")
+	}
+	for _, v := range env {
+		if len(v) > 8 && (strings.Contains(r.stdout, v) || strings.Contains(r.stderr, v)) {
+			t.Fatal("a secret value is in the output")
+		}
+	}
+	secrets := h.path("etc/acgs/secrets")
+	checkFile(t, secrets, 0o700, 0, 0)
+	checkFile(t, filepath.Join(secrets, "GRAFANA_ADMIN_PASSWORD"), 0o600, 0, 0)
+	stack := h.path("opt/acgs-1/monitoring")
+	checkFile(t, filepath.Join(stack, "secrets/prometheus_password"), 0o600, 65534, 65534)
+	checkFile(t, filepath.Join(stack, "certs/prometheus.key"), 0o600, 65534, 65534)
+	checkFile(t, filepath.Join(stack, "certs/prometheus.crt"), 0o644, 0, 0)
+	checkCert(t, filepath.Join(stack, "certs/prometheus.crt"), "localhost", "prometheus", "alertmanager", "127.0.0.1")
+	checkWebYML(t, filepath.Join(stack, "prometheus/web.yml"), env["PROMETHEUS_PASSWORD"])
+	am := readFile(t, filepath.Join(stack, "alertmanager/alertmanager.yml"))
+	for _, r := range []string{"name: slack", "name: email", "name: pagerduty"} {
+		if strings.Contains(am, r) {
+			t.Errorf("alertmanager.yml has %q without its secret", r)
+		}
+	}
+	if !strings.Contains(r.stderr, "SLACK_WEBHOOK_URL") || !strings.Contains(r.stderr, "operator.env") {
+		t.Error("no warning names the missing SLACK_WEBHOOK_URL and where to put it")
+	}
+
+	sm := h.must("smoke")
+	for _, want := range []string{"prometheus /-/healthy", "alertmanager /api/v2/alerts", "query p95", "scrape duration", "401 without"} {
+		if !strings.Contains(sm.stdout, want) {
+			t.Errorf("smoke output lacks %q:\n%s", want, sm.stdout)
+		}
+	}
+	t.Logf("smoke:\n%s", sm.stdout)
+
+	// A rerun changes nothing: no secret rotated, no file rewritten.
+	watched := []string{envPath, filepath.Join(secrets, "PROMETHEUS_PASSWORD.bcrypt"), filepath.Join(stack, "prometheus/web.yml"),
+		filepath.Join(stack, "certs/prometheus.crt"), filepath.Join(stack, "alertmanager/alertmanager.yml")}
+	before := map[string]fileID{}
+	for _, p := range watched {
+		before[p] = idOf(t, p)
+	}
+	h.must("reconcile")
+	for _, p := range watched {
+		if idOf(t, p) != before[p] {
+			t.Errorf("a converged rerun rewrote %s", p)
+		}
+	}
+	if !mapsEqual(readEnv(t, envPath), env) {
+		t.Error("a rerun changed the generated secrets")
+	}
+
+	// The operator's Slack webhook turns its receiver on.
+	writeFile(t, h.path("etc/acgs/operator.env"), "SLACK_WEBHOOK_URL='https://hooks.example.com/services/T0/B0/x'\n")
+	if err := os.Chmod(h.path("etc/acgs/operator.env"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.must("reconcile")
+	if am := readFile(t, filepath.Join(stack, "alertmanager/alertmanager.yml")); !strings.Contains(am, "name: slack") {
+		t.Errorf("the Slack receiver is not in alertmanager.yml once its secret exists:\n%s", am)
+	}
+	checkFile(t, filepath.Join(stack, "secrets/slack_webhook_url"), 0o600, 65534, 65534)
+
+	// Metrics written before the backup.
+	prom := newPromClient(t, h.root, "https://127.0.0.1:9090", env, "")
+	waitFor(t, time.Minute, "Prometheus has scraped itself", func() bool { return prom.valueAt(`up{job="prometheus"}`, time.Now()) == 1 })
+	written := time.Now().Add(-time.Second)
+	marker := prom.valueAt(`prometheus_tsdb_head_series`, written)
+
+	b := h.must("backup")
+	t.Logf("%s (%v)", strings.TrimSpace(b.stdout), b.elapsed)
+	archives, _ := filepath.Glob(h.path("var/backups/acgs-monitoring/*.tar.gz.age"))
+	if len(archives) != 1 {
+		t.Fatalf("%d archives after one backup", len(archives))
+	}
+	archive := filepath.Join(t.TempDir(), filepath.Base(archives[0]))
+	run(t, "cp", archives[0], archive)
+	keyFile := filepath.Join(t.TempDir(), "backup.key")
+	writeFile(t, keyFile, env["BACKUP_ENCRYPTION_KEY"]+"\n")
+	checkAgeCLI(t, archive, keyFile)
+	if snaps, _ := filepath.Glob(h.path("var/lib/acgs/monitoring/*/snapshots/*")); len(snaps) != 0 {
+		t.Errorf("the Prometheus snapshot was left behind: %v", snaps)
+	}
+	if containers(t, acgsProject)["grafana"].Status != "running" {
+		t.Error("grafana is not running again after the backup")
+	}
+
+	// A tampered archive is refused, and the host is left as it was.
+	tampered := filepath.Join(t.TempDir(), "tampered.tar.gz.age")
+	data := []byte(readFile(t, archive))
+	data[len(data)/2] ^= 0x01
+	writeFile(t, tampered, string(data))
+	envBefore := readFile(t, envPath)
+	if r := h.monagent("restore", "--from", tampered, "--identity", keyFile); r.code == 0 || !strings.Contains(r.stderr, "nothing on this host was changed") {
+		t.Errorf("restore of a tampered archive: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	truncated := filepath.Join(t.TempDir(), "truncated.tar.gz.age")
+	writeFile(t, truncated, string(data[:len(data)-100]))
+	if r := h.monagent("restore", "--from", truncated, "--identity", keyFile); r.code == 0 {
+		t.Error("restore of a truncated archive succeeded")
+	}
+	if readFile(t, envPath) != envBefore || containers(t, acgsProject)["prometheus"].Status != "running" {
+		t.Error("a refused restore changed the host")
+	}
+
+	// The old host goes away; a fresh one is restored from the archive.
+	acgsDown(h.root)
+	fresh := newPlainACGSHost(t, "")
+	rr := fresh.must("restore", "--from", archive, "--identity", keyFile)
+	t.Logf("restore onto a fresh host, reconcile and smoke: %v", rr.elapsed)
+	if !strings.Contains(rr.stdout, "passed") {
+		t.Errorf("restore did not report smoke:\n%s", rr.stdout)
+	}
+	freshEnv := readEnv(t, fresh.path("etc/acgs/monitoring.env"))
+	if !mapsEqual(freshEnv, env) {
+		t.Error("the fresh host's secrets are not the restored ones")
+	}
+	prom2 := newPromClient(t, fresh.root, "https://127.0.0.1:9090", freshEnv, "")
+	waitFor(t, time.Minute, "the restored Prometheus answers", func() bool { code, _ := prom2.do(http.MethodGet, "/-/ready"); return code == 200 })
+	if got := prom2.valueAt(`prometheus_tsdb_head_series`, written); got != marker || got < 0 {
+		t.Errorf("restored Prometheus at the time before the backup: %v, want %v", got, marker)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func checkCert(t testing.TB, path string, names ...string) {
+	t.Helper()
+	blk, _ := pem.Decode([]byte(readFile(t, path)))
+	if blk == nil {
+		t.Fatalf("%s: no PEM", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if err := c.VerifyHostname(n); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+}
+
+// checkWebYML: the hash in web.yml is the password's, so the password
+// the scrapers use logs in (the guide's htpasswd line lost it).
+func checkWebYML(t testing.TB, path, password string) {
+	t.Helper()
+	b := readFile(t, path)
+	i := strings.Index(b, "$2")
+	if i < 0 {
+		t.Fatalf("%s holds no bcrypt hash", path)
+	}
+	hash := strings.Trim(strings.Fields(b[i:])[0], `'"`)
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)); err != nil {
+		t.Errorf("%s: the hash does not verify the password: %v", path, err)
+	}
+}
+
+// checkAgeCLI: operators open an archive with the age tool alone.
+func checkAgeCLI(t testing.TB, archive, keyFile string) {
+	t.Helper()
+	out, err := exec.CommandContext(context.Background(), "sh", "-c", fmt.Sprintf("age -d -i %q %q | tar -tz", keyFile, archive)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("age -d | tar -tz: %v\n%s", err, out)
+	}
+	for _, want := range []string{"MANIFEST.json", "data/prometheus_data/", "stack/docker-compose.monitoring.yml", "secrets/"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the archive lacks %s", want)
+		}
+	}
+}
