@@ -15,6 +15,7 @@ have curl /usr/bin/curl || need+=(curl)
 have systemd-analyze /usr/bin/systemd-analyze || need+=(systemd)
 have flock /usr/bin/flock || need+=(util-linux)
 have rpm /usr/bin/rpm || need+=(rpm)
+have age /usr/bin/age || need+=(age)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup: installing ${need[*]}"
 	if [ "$(id -u)" -ne 0 ]; then
