@@ -7,10 +7,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/monagent/monagent/internal/awsclient"
 	"github.com/monagent/monagent/internal/backup"
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/dr"
@@ -65,6 +68,18 @@ func drSetup(ctx context.Context, g *globals, stdout io.Writer) (*app, *host.Hos
 	return a, h, o, nil
 }
 
+// backupS3 is an S3 client for archives: one call moves a whole archive,
+// so it is bounded by the archive's budget, not aws.call_timeout.
+func backupS3(h *host.Host) *s3.Client {
+	return s3.NewFromConfig(h.AWS, func(o *s3.Options) {
+		o.APIOptions = append(o.APIOptions, awsclient.CallTimeout(archiveTimeout))
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
+}
+
+// archiveTimeout bounds one archive's upload or download.
+const archiveTimeout = 2 * time.Hour
+
 // storedValue reads env key k's value where the env step keeps it: SSM,
 // or off AWS the host's store.
 func storedValue(ctx context.Context, h *host.Host, k string) (string, error) {
@@ -96,7 +111,7 @@ func runBackup(ctx context.Context, g *globals, stdout io.Writer) error {
 	if loc == "" {
 		return usageError(errors.New("backup.location is empty: set it to s3://BUCKET/PREFIX/ or an absolute directory"))
 	}
-	store, _, err := dr.Location(loc, h.S3)
+	store, _, err := dr.Location(loc, backupS3(h))
 	if err != nil {
 		return usageError(fmt.Errorf("backup.location: %w", err))
 	}
@@ -147,7 +162,7 @@ func runRestore(cmd *cobra.Command, g *globals, from, identityFile string, stdou
 	if from == "" {
 		return usageError(errors.New("restore: give --from (an archive or a store), or set backup.location"))
 	}
-	store, name, err := dr.Location(from, h.S3)
+	store, name, err := dr.Location(from, backupS3(h))
 	if err != nil {
 		return usageError(fmt.Errorf("--from: %w", err))
 	}

@@ -96,3 +96,12 @@ func callTimeout(d time.Duration) func(*middleware.Stack) error {
 			}), middleware.Before)
 	}
 }
+
+// CallTimeout replaces the bound of every call of a client made from the
+// loaded configuration: an archive upload takes longer than an API call.
+func CallTimeout(d time.Duration) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		_, _ = stack.Initialize.Remove("monagentCallTimeout")
+		return callTimeout(d)(stack)
+	}
+}

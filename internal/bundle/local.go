@@ -23,6 +23,12 @@ import (
 // directories are taken: a symlink could point anywhere on the host.
 func (s *Step) listLocal(ctx context.Context) ([]object, error) {
 	src := filepath.Join(s.o.Root, s.o.Config.Source)
+	// The source itself may be a link to the release directory it stands
+	// for: the walk below would not go through it, and would take it for
+	// a file. Only the source is followed; a link inside it is refused.
+	if real, err := filepath.EvalSymlinks(src); err == nil {
+		src = real
+	}
 	fi, err := os.Stat(src)
 	if err != nil || !fi.IsDir() {
 		return nil, retry.PermanentError(fmt.Errorf("bundle: bundle.source %s is not a directory (%v): install the stack bundle there, or fix bundle.source", s.o.Config.Source, err))

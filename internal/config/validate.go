@@ -325,6 +325,10 @@ func (k *checker) compose() {
 		k.fail("compose.settle", c.Settle.String(), "is not shorter than compose.health_timeout ("+c.HealthTimeout.String()+")",
 			"a settle time well within the health timeout, such as 10s")
 	}
+	if c.EnvFile != "" {
+		k.absDir("compose.env_file", c.EnvFile, "/etc/acgs/acgs.env")
+		k.outsideSource("compose.env_file", c.EnvFile)
+	}
 	if c.DataDir == "" {
 		return
 	}

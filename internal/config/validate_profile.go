@@ -17,17 +17,47 @@ func (k *checker) secrets() {
 		k.fail("secrets.dir", s.Dir, "is inside bundle.dir ("+k.c.Bundle.Dir+"), which the bundle step replaces",
 			"a directory of its own, such as /var/lib/monagent/secrets")
 	}
+	k.outsideSource("secrets.dir", s.Dir)
 	if s.File == "" {
 		return
 	}
 	k.absDir("secrets.file", s.File, "/etc/acgs/operator.env")
+	k.outsideSource("secrets.file", s.File)
 	if k.c.Cloud == CloudAWS {
 		k.fail("secrets.file", s.File, "is set while cloud is aws", `"", or cloud: none or auto: on AWS the operator's secrets are SSM parameters`)
 	}
 }
 
-func (k *checker) certificates() {
+// outsideSource refuses a path of secrets inside bundle.source: the
+// bundle step copies every file there into the stack directory, 0644.
+func (k *checker) outsideSource(key, p string) {
+	src := k.c.Bundle.Source
+	if src == "" || p == "" {
+		return
+	}
+	if within(k.sample(key, p), k.sample("bundle.source", src)) {
+		k.fail(key, p, "is inside bundle.source ("+src+"), which the bundle step copies into the stack directory readable by all",
+			"a path outside bundle.source")
+	}
+}
+
+// envFiles maps the file of each env key to the key that writes it.
+func (k *checker) envFiles() map[string]string {
 	files := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(k.c.Env)) {
+		if f := k.c.Env[name].File; f != "" {
+			if _, dup := files[f]; !dup {
+				files[f] = "env." + name + ".file"
+			}
+		}
+	}
+	return files
+}
+
+func (k *checker) certificates() {
+	// A file written twice by the env step never converges: each run
+	// writes one content over the other.
+	files := k.envFiles()
 	for _, name := range slices.Sorted(maps.Keys(k.c.Certificates)) {
 		key := "certificates." + name
 		c := k.c.Certificates[name]
@@ -48,7 +78,7 @@ func (k *checker) certificates() {
 			k.fail(key+".owner", c.Owner, "is not a numeric uid:gid", "uid:gid in numbers, such as 65534:65534")
 		}
 		for i, d := range c.DNSNames {
-			if d := k.sample(key, d); d == "" || strings.ContainsAny(d, " /:") {
+			if sd := k.sample(key, d); sd == "" || strings.ContainsAny(sd, " /:") {
 				k.fail(fmt.Sprintf("%s.dns_names[%d]", key, i), d, "is not a DNS name", "a host name such as prometheus or monitoring.example.com")
 			}
 		}
@@ -62,6 +92,15 @@ func (k *checker) certificates() {
 
 func (k *checker) templates() {
 	targets := map[string]int{}
+	written := k.envFiles()
+	for _, name := range slices.Sorted(maps.Keys(k.c.Certificates)) {
+		c := k.c.Certificates[name]
+		for f, key := range map[string]string{c.KeyFile: "certificates." + name + ".key_file", c.CertFile: "certificates." + name + ".cert_file"} {
+			if _, dup := written[f]; !dup && f != "" {
+				written[f] = key
+			}
+		}
+	}
 	for i, t := range k.c.Templates {
 		key := "templates[" + strconv.Itoa(i) + "]"
 		k.relPath(key+".source", t.Source, "prometheus/web.yml.tmpl")
@@ -71,6 +110,8 @@ func (k *checker) templates() {
 		}
 		if j, dup := targets[t.Target]; dup {
 			k.fail(key+".target", t.Target, fmt.Sprintf("is also the target of templates[%d]", j), "one template per file")
+		} else if other, dup := written[t.Target]; dup && t.Target != "" {
+			k.fail(key+".target", t.Target, "is also written by "+other, "a file of its own")
 		}
 		targets[t.Target] = i
 		switch {
@@ -87,12 +128,19 @@ func (k *checker) backup() {
 	if b.Keep < 1 || b.Keep > 1000 {
 		k.fail("backup.keep", strconv.Itoa(b.Keep), "is out of range", "how many archives to keep, from 1 to 1000, such as 7")
 	}
-	if b.Location != "" {
-		if _, err := url.Parse(b.Location); err != nil || !(strings.HasPrefix(b.Location, "s3://") || strings.HasPrefix(b.Location, "/")) {
-			k.fail("backup.location", b.Location, "is not a backup location", "s3://BUCKET/PREFIX/ or an absolute directory such as /var/backups/acgs-monitoring")
-		} else if strings.HasPrefix(b.Location, "s3://") && k.c.Cloud == CloudNone {
+	const locationWant = "s3://BUCKET/PREFIX/ or an absolute directory such as /var/backups/acgs-monitoring"
+	switch loc := k.sample("backup.location", b.Location); {
+	case loc == "":
+	case strings.HasPrefix(loc, "s3://"):
+		if u, err := url.Parse(loc); err != nil || !bucketRE.MatchString(u.Host) {
+			k.fail("backup.location", b.Location, "does not name an S3 bucket", locationWant)
+		} else if k.c.Cloud == CloudNone {
 			k.fail("backup.location", b.Location, "is in S3 while cloud is none", "a local directory such as /var/backups/acgs-monitoring")
 		}
+	case strings.HasPrefix(loc, "/"):
+		k.absDir("backup.location", b.Location, "/var/backups/acgs-monitoring")
+	default:
+		k.fail("backup.location", b.Location, "is not a backup location", locationWant)
 	}
 	if b.Location == "" {
 		return

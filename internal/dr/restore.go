@@ -51,6 +51,9 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 	if p := m.Meta["project"]; p != "" && p != c.Compose.Project {
 		return Restored{}, fmt.Errorf("restore: %s is a backup of Compose project %s, not of %s (compose.project); nothing on this host was changed", name, p, c.Compose.Project)
 	}
+	// Unpack does not sync: the staged tree is made durable before it
+	// replaces anything, so a crash after the swap cannot leave holes.
+	syscall.Sync()
 	targets, err := o.targets(staging)
 	if err != nil {
 		return Restored{}, err

@@ -99,10 +99,20 @@ func (s *Store) operator() (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secrets.file: %w", err)
 	}
-	vals, err := dotenv.UnmarshalBytesWithLookup(data, func(string) (string, bool) { return "", false })
+	// The parser expands $NAME and ${NAME} in unquoted and double-quoted
+	// values, and warns on stderr naming each NAME it cannot find: a
+	// password such as "pa$word" would come out as "pa", with "word" in
+	// the log. Every expansion asks lookup first (so does a line that is
+	// a key alone, to inherit it); answering it stops the warning, and
+	// the file is refused rather than read cut short.
+	looked := false
+	vals, err := dotenv.UnmarshalBytesWithLookup(data, func(string) (string, bool) { looked = true; return "", true })
 	if err != nil {
 		// The parser's message may quote a line; the lines are secrets.
 		return nil, fmt.Errorf("secrets.file %s: not KEY=VALUE lines in .env syntax; fix the file (values with spaces or # in single quotes)", s.File)
+	}
+	if looked {
+		return nil, fmt.Errorf("secrets.file %s: a value holds $ outside single quotes, which .env syntax expands as a variable, or a line is a key without =VALUE; put values holding $ in single quotes, and give every key its value", s.File)
 	}
 	return vals, nil
 }
