@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # rig/images/build.sh [--no-plugin] [IMAGE...]
 #
-# Everything the seed stack needs on this host, from one command (`make images`):
+# Everything the seed stack and the ACGS bundle need on this host, from one
+# command (`make images`):
 #   1. a Docker engine that answers (rig/docker/dockerd.sh ensure);
 #   2. the Compose v2 plugin (rig/docker/compose-plugin.sh; skipped with --no-plugin);
-#   3. a local image under exactly the tag the seed compose file names, for
-#      each service (all of them, or the IMAGEs named: prometheus grafana
-#      node-exporter loki promtail tempo github-actions-exporter steampipe).
+#   3. a local image under exactly the tag the seed compose file (and the
+#      ACGS bundle, examples/acgs) names, for each service (all of them, or
+#      the IMAGEs named: prometheus grafana node-exporter loki promtail tempo
+#      github-actions-exporter steampipe alertmanager haproxy-exporter).
 # Nothing can be pulled here, so every image is FROM scratch and built with
 # the legacy builder (DOCKER_BUILDKIT=0) from rig/images/NAME/Dockerfile and a
 # rootfs.tar staged by this script:
-#   real:      prometheus (Debian bookworm's 2.42), node-exporter (Debian's 1.5.0),
+#   real:      prometheus (Debian bookworm's 2.42, with the promtool of v3.9.1
+#              built from the module proxy by rig/images/promtool.sh),
+#              node-exporter (Debian's 1.5.0), alertmanager (Debian's 0.25.0,
+#              with amtool), haproxy-exporter (Debian's 0.14.0),
 #              loki (v3.7.8 built from the module proxy by rig/images/loki.sh);
 #   stand-ins: grafana, tempo, promtail, github-actions-exporter, steampipe
 #              (static Go programs under rig/standins/NAME, CGO_ENABLED=0).
@@ -19,7 +24,8 @@
 # is rebuilt only when no image with that label exists. Prints per image
 # "built" or "cached" with timings.
 #
-# Environment: MONAGENT_RIG_CACHE (default /var/cache/monagent-rig), GO.
+# Environment: MONAGENT_RIG_CACHE (default /var/cache/monagent-rig), GO; and
+# LOKI_VERSION, PROMTOOL_VERSION for rig/images/loki.sh and promtool.sh.
 # Needs root (dockerd, apt, chown of the staged files).
 set -euo pipefail
 umask 022
@@ -45,15 +51,17 @@ declare -A TAG=(
 	[tempo]=grafana/tempo:2.6.1
 	[github-actions-exporter]=ghcr.io/labbs/github-actions-exporter:latest
 	[steampipe]=turbot/steampipe:latest
+	[alertmanager]=prom/alertmanager:v0.25.0
+	[haproxy-exporter]=prom/haproxy-exporter:v0.15.0
 )
-ORDER=(prometheus node-exporter loki grafana tempo promtail github-actions-exporter steampipe)
+ORDER=(prometheus node-exporter loki grafana tempo promtail github-actions-exporter steampipe alertmanager haproxy-exporter)
 
 plugin=1
 selected=()
 for a in "$@"; do
 	case "$a" in
 	--no-plugin) plugin=0 ;;
-	-h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,29p' "$0"; exit 0 ;;
 	*) [ -n "${TAG[$a]:-}" ] || die "unknown image '$a' (known: ${ORDER[*]})"; selected+=("$a") ;;
 	esac
 done
@@ -146,12 +154,15 @@ standin() {
 # ---- per-image staging: stage_NAME ROOT ----------------------------------
 
 stage_prometheus() {
-	local r=$1 x
+	local r=$1 x promtool
 	x=$(deb prometheus)
+	promtool=$("$HERE/promtool.sh" | tail -n 1)
 	base "$r" "" "" ""
 	mkdir -p "$r/bin" "$r/etc/prometheus" "$r/usr/share/prometheus/console_libraries" "$r/usr/share/prometheus/consoles" "$r/prometheus"
-	cp "$x/usr/bin/prometheus" "$x/usr/bin/promtool" "$r/bin/"
-	libs "$r" "$r/bin/prometheus" "$r/bin/promtool"
+	cp "$x/usr/bin/prometheus" "$r/bin/"
+	# Static; v3.9.1's, for `check healthy --http.config.file` (see promtool.sh).
+	cp "$promtool" "$r/bin/promtool"
+	libs "$r" "$r/bin/prometheus"
 	cp -a "$x/usr/share/prometheus/web" "$r/usr/share/prometheus/web"
 	cp "$x/etc/prometheus/console_libraries/"* "$r/usr/share/prometheus/console_libraries/"
 	cp "$x/etc/prometheus/consoles/"* "$r/usr/share/prometheus/consoles/"
@@ -166,6 +177,32 @@ stage_node-exporter() {
 	mkdir -p "$r/bin"
 	cp "$x/usr/bin/prometheus-node-exporter" "$r/bin/node_exporter"
 	libs "$r" "$r/bin/node_exporter"
+}
+
+stage_alertmanager() {
+	local r=$1 x
+	x=$(deb prometheus-alertmanager)
+	base "$r" "" "" ""
+	mkdir -p "$r/bin" "$r/etc/alertmanager" "$r/alertmanager" "$r/usr/share/prometheus/alertmanager"
+	cp "$x/usr/bin/prometheus-alertmanager" "$r/bin/alertmanager"
+	cp "$x/usr/bin/amtool" "$r/bin/amtool"
+	libs "$r" "$r/bin/alertmanager" "$r/bin/amtool"
+	# Debian's build reads the notification templates from here at start
+	# (without default.tmpl no configuration applies) and the UI from ui/,
+	# of which Debian ships only a placeholder page.
+	cp "$x/usr/share/prometheus/alertmanager/default.tmpl" "$x/usr/share/prometheus/alertmanager/email.tmpl" "$r/usr/share/prometheus/alertmanager/"
+	cp -a "$x/usr/share/prometheus/alertmanager/no-ui" "$r/usr/share/prometheus/alertmanager/ui"
+	cp "$HERE/alertmanager/alertmanager.yml" "$r/etc/alertmanager/alertmanager.yml"
+	chown -R 65534:65534 "$r/etc/alertmanager" "$r/alertmanager"
+}
+
+stage_haproxy-exporter() {
+	local r=$1 x
+	x=$(deb prometheus-haproxy-exporter)
+	base "$r" "" "" ""
+	mkdir -p "$r/bin"
+	cp "$x/usr/bin/prometheus-haproxy-exporter" "$r/bin/haproxy_exporter"
+	libs "$r" "$r/bin/haproxy_exporter"
 }
 
 stage_loki() {

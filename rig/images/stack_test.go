@@ -56,8 +56,8 @@ func TestSeedStack(t *testing.T) {
 
 	// 2. One run at a time, on this host.
 	lock(t, ctx, filepath.Join(cache, "seed-stack-test.lock"), 15*time.Minute)
-	removeStaleProjects(t, ctx, compose)
-	checkNoConflicts(t, ctx)
+	removeStaleProjects(t, ctx, compose, "monagent-seed-")
+	checkNoConflicts(t, ctx, "the seed stack", seedContainers, seedPorts)
 
 	// 3. The stack's directory: the fixture, a .env, the metrics token.
 	dir := t.TempDir()
@@ -297,7 +297,7 @@ func lock(t *testing.T, ctx context.Context, path string, wait time.Duration) {
 			t.Fatalf("flock %s: %v", path, err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("another TestSeedStack held %s for over %v; it must finish first (the seed stack's names and ports are fixed)", path, wait)
+			t.Fatalf("another stack test (TestSeedStack, TestACGSStack) held %s for over %v; it must finish first (the stacks share fixed names and ports)", path, wait)
 		}
 		time.Sleep(time.Second)
 	}
@@ -312,16 +312,16 @@ var (
 	seedPorts      = []string{"127.0.0.1:9090", "127.0.0.1:3000", "127.0.0.1:9100", "127.0.0.1:3100", "127.0.0.1:9080", "127.0.0.1:3200", ":4317", ":4318", "127.0.0.1:9101", "127.0.0.1:9193"}
 )
 
-// removeStaleProjects takes down what an interrupted run of this test left
-// (its projects are named monagent-seed-*; we hold the lock, so none runs).
-func removeStaleProjects(t *testing.T, ctx context.Context, compose string) {
+// removeStaleProjects takes down what an interrupted run of a stack test
+// left (its projects are named prefix*; we hold the lock, so none runs).
+func removeStaleProjects(t *testing.T, ctx context.Context, compose, prefix string) {
 	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "label=com.docker.compose.project", "--format", `{{.Label "com.docker.compose.project"}}`).Output()
 	if err != nil {
 		t.Fatalf("docker ps: %v", err)
 	}
 	seen := map[string]bool{}
 	for _, p := range strings.Fields(string(out)) {
-		if !strings.HasPrefix(p, "monagent-seed-") || seen[p] {
+		if !strings.HasPrefix(p, prefix) || seen[p] {
 			continue
 		}
 		seen[p] = true
@@ -333,16 +333,16 @@ func removeStaleProjects(t *testing.T, ctx context.Context, compose string) {
 }
 
 // checkNoConflicts fails early, naming the culprit, when a container name or
-// host port of the seed stack is taken.
-func checkNoConflicts(t *testing.T, ctx context.Context) {
+// host port of a stack is taken.
+func checkNoConflicts(t *testing.T, ctx context.Context, stack string, containers, ports []string) {
 	var problems []string
-	for _, n := range seedContainers {
+	for _, n := range containers {
 		out, err := exec.CommandContext(ctx, "docker", "inspect", "-f", `{{index .Config.Labels "com.docker.compose.project"}}`, n).Output()
 		if err == nil {
 			problems = append(problems, fmt.Sprintf("a container named %s exists (compose project %q): remove it (docker rm -f %s) or take its project down", n, strings.TrimSpace(string(out)), n))
 		}
 	}
-	for _, a := range seedPorts {
+	for _, a := range ports {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("host port %s is taken (%v): see `ss -ltnp`", a, err))
@@ -351,7 +351,7 @@ func checkNoConflicts(t *testing.T, ctx context.Context) {
 		ln.Close()
 	}
 	if len(problems) > 0 {
-		t.Fatalf("the seed stack cannot start here:\n  %s", strings.Join(problems, "\n  "))
+		t.Fatalf("%s cannot start here:\n  %s", stack, strings.Join(problems, "\n  "))
 	}
 }
 

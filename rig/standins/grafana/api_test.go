@@ -120,6 +120,8 @@ func newEnv(t *testing.T, urls map[string]string) *env {
 	e.vars = map[string]string{
 		"GF_SECURITY_ADMIN_USER": "admin", "GF_SECURITY_ADMIN_PASSWORD": "s3cret",
 		"GF_PATHS_DATA": e.data, "GF_PATHS_PROVISIONING": e.prov, "GF_SERVER_HTTP_ADDR": "127.0.0.1", "GF_SERVER_HTTP_PORT": "0",
+		// Absent unless a test writes it: the host's /etc/grafana/grafana.ini must not leak in.
+		"GF_PATHS_CONFIG": filepath.Join(dir, "grafana.ini"),
 	}
 	return e
 }

@@ -1,14 +1,18 @@
 // Command grafana is the test rig's stand-in for grafana/grafana (Grafana
 // cannot be had here). The image runs `grafana server`; configuration comes
-// from the same environment variables as the real image:
+// from the same places as the real image's: the ini file at GF_PATHS_CONFIG
+// (or --config; default /etc/grafana/grafana.ini, skipped when absent), and
+// over it the GF_<SECTION>_<KEY> environment variables, then Grafana's
+// variable expansion ($__env{VAR}, ${VAR}, $__file{PATH}) of every value:
 //
-//	GF_SECURITY_ADMIN_USER      admin login (default admin)
-//	GF_SECURITY_ADMIN_PASSWORD  admin password; empty: refuse to start (exit 1)
-//	GF_PATHS_DATA               data directory (default /var/lib/grafana)
-//	GF_PATHS_PROVISIONING       provisioning directory (default /etc/grafana/provisioning)
-//	GF_SERVER_HTTP_ADDR/PORT    listen address (default :3000)
-//	GF_AUTH_ANONYMOUS_ENABLED   true: GET API calls need no credentials
-//	GF_INSTALL_PLUGINS          logged and skipped
+//	[security] admin_user       GF_SECURITY_ADMIN_USER      admin login (default admin)
+//	[security] admin_password   GF_SECURITY_ADMIN_PASSWORD  empty once resolved: refuse to start (exit 1)
+//	[security] secret_key       GF_SECURITY_SECRET_KEY      read, unused (nothing is encrypted)
+//	[paths] data                GF_PATHS_DATA               data directory (default /var/lib/grafana)
+//	[paths] provisioning        GF_PATHS_PROVISIONING       default /etc/grafana/provisioning
+//	[server] http_addr, _port   GF_SERVER_HTTP_ADDR/PORT    listen address (default :3000)
+//	[auth.anonymous] enabled    GF_AUTH_ANONYMOUS_ENABLED   true: GET API calls need no credentials
+//	                            GF_INSTALL_PLUGINS          logged and skipped
 //
 // It serves /api/health, and with basic auth as the admin user:
 // /api/datasources (from provisioning/datasources), /api/datasources/uid/{uid}
@@ -69,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("grafana server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.String("homepath", "", "ignored")
-	fs.String("config", "", "ignored")
+	configPath := fs.String("config", "", "the ini file (default $GF_PATHS_CONFIG, else "+defaultConfigPath+")")
 	fs.String("packaging", "", "ignored")
 	fs.String("pidfile", "", "ignored")
 	showVersion := fs.Bool("v", false, "print the version and exit")
@@ -82,16 +86,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Positional cfg:key=value arguments, as run.sh passes, are ignored.
 
-	user := envOr(getenv, "GF_SECURITY_ADMIN_USER", "admin")
-	password := getenv("GF_SECURITY_ADMIN_PASSWORD")
-	if password == "" {
-		fmt.Fprintln(stderr, "Error: ✗ GF_SECURITY_ADMIN_PASSWORD is empty: refusing to start with an admin account anyone can guess. Set the admin password (e.g. GRAFANA_ADMIN_PASSWORD in the compose .env).")
+	cfg, err := openSettings(*configPath, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: ✗ %v\n", err)
 		return 1
 	}
-	dataDir := envOr(getenv, "GF_PATHS_DATA", "/var/lib/grafana")
-	provDir := envOr(getenv, "GF_PATHS_PROVISIONING", "/etc/grafana/provisioning")
-	addr := net.JoinHostPort(getenv("GF_SERVER_HTTP_ADDR"), envOr(getenv, "GF_SERVER_HTTP_PORT", "3000"))
+	user := cfg.get("security", "admin_user", "admin")
+	password := cfg.get("security", "admin_password", "")
+	if password == "" {
+		// Real Grafana defaults to admin/admin; the stand-in refuses, so
+		// a stack whose secret did not arrive fails visibly instead.
+		where := "no config file"
+		if cfg.path != "" {
+			where = "[security] admin_password in " + cfg.path + " resolves to nothing"
+		}
+		fmt.Fprintf(stderr, "Error: ✗ GF_SECURITY_ADMIN_PASSWORD is empty (%s): refusing to start with an admin account anyone can guess. Set the admin password (e.g. GRAFANA_ADMIN_PASSWORD in the compose .env).\n", where)
+		return 1
+	}
+	dataDir := cfg.get("paths", "data", "/var/lib/grafana")
+	provDir := cfg.get("paths", "provisioning", "/etc/grafana/provisioning")
+	addr := net.JoinHostPort(cfg.get("server", "http_addr", ""), cfg.get("server", "http_port", "3000"))
 	logf := logfTo(stdout, "server")
+	if cfg.path != "" {
+		logf("Config loaded from file=%s", cfg.path)
+	}
 
 	// The real image's run.sh refuses an unwritable data directory.
 	if err := os.MkdirAll(filepath.Join(dataDir, "plugins"), 0o755); err != nil || !writable(dataDir) {
@@ -126,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	a := &app{
 		store: st, datasources: dss, providers: provs,
 		client:    &http.Client{Timeout: 10 * time.Second},
-		anonymous: strings.EqualFold(getenv("GF_AUTH_ANONYMOUS_ENABLED"), "true"),
+		anonymous: strings.EqualFold(cfg.get("auth.anonymous", "enabled", "false"), "true"),
 		now:       time.Now, logf: logfTo(stdout, "provisioning.dashboard"),
 	}
 	if _, err := a.synced(); err != nil {
@@ -155,6 +173,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 0
 }
 
+// openSettings loads the configuration from --config, else GF_PATHS_CONFIG,
+// else the default path (the last two may be absent).
+func openSettings(flagPath string, getenv func(string) string) (*settings, error) {
+	if flagPath != "" {
+		return loadSettings(flagPath, true, getenv)
+	}
+	return loadSettings(envOr(getenv, "GF_PATHS_CONFIG", defaultConfigPath), false, getenv)
+}
+
 func writable(dir string) bool {
 	f, err := os.CreateTemp(dir, ".writable-*")
 	if err != nil {
@@ -181,8 +208,13 @@ func cli(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "Error: ✗ New password cannot be empty")
 		return 1
 	}
-	st := openStore(envOr(getenv, "GF_PATHS_DATA", "/var/lib/grafana"))
-	err := st.update(func(s *dbState) error {
+	cfg, err := openSettings("", getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: ✗ %v\n", err)
+		return 1
+	}
+	st := openStore(cfg.get("paths", "data", "/var/lib/grafana"))
+	err = st.update(func(s *dbState) error {
 		s.Admin = newAdmin(s.Admin.Login, rest[2])
 		return nil
 	}, false)

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,10 +25,23 @@ import (
 //   - cloudwatch: a TCP connection to the region's CloudWatch endpoint (or
 //     jsonData.endpoint) on 443; no credentials are checked
 //   - anything else with a URL: GET URL, any status below 500
+//
+// HTTP probes use the datasource's HTTP settings as Grafana's proxy does:
+// basicAuth with basicAuthUser and secureJsonData.basicAuthPassword;
+// jsonData.tlsAuthWithCACert with secureJsonData.tlsCACert (PEM),
+// jsonData.tlsAuth with secureJsonData.tlsClientCert/tlsClientKey,
+// jsonData.tlsSkipVerify, jsonData.serverName.
 func checkHealth(ctx context.Context, client *http.Client, ds datasource) (string, string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	base := strings.TrimRight(ds.URL, "/")
+	if strings.HasPrefix(base, "http") {
+		c, err := datasourceClient(client, ds)
+		if err != nil {
+			return "ERROR", err.Error()
+		}
+		client = c
+	}
 	switch ds.Type {
 	case "prometheus":
 		if err := httpProbe(ctx, client, base+"/api/v1/query?query=1%2B1", nil); err != nil {
@@ -89,6 +105,54 @@ func checkHealth(ctx context.Context, client *http.Client, ds datasource) (strin
 		return "ERROR", err.Error()
 	}
 	return "OK", "Data source is working"
+}
+
+// datasourceClient is base with the datasource's TLS settings and basic
+// auth; base itself when the datasource has neither.
+func datasourceClient(base *http.Client, ds datasource) (*http.Client, error) {
+	flag := func(k string) bool { b, _ := ds.JSONData[k].(bool); return b }
+	secure := ds.SecureJSONData
+	c := *base
+	if flag("tlsAuthWithCACert") || flag("tlsAuth") || flag("tlsSkipVerify") || ds.JSONData["serverName"] != nil {
+		cfg := &tls.Config{InsecureSkipVerify: flag("tlsSkipVerify")}
+		cfg.ServerName, _ = ds.JSONData["serverName"].(string)
+		if flag("tlsAuthWithCACert") {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM([]byte(secure["tlsCACert"])) {
+				return nil, errors.New("failed to add CA certificate: secureJsonData.tlsCACert holds no PEM certificate")
+			}
+			cfg.RootCAs = pool
+		}
+		if flag("tlsAuth") {
+			cert, err := tls.X509KeyPair([]byte(secure["tlsClientCert"]), []byte(secure["tlsClientKey"]))
+			if err != nil {
+				return nil, fmt.Errorf("invalid TLS client certificate or key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = cfg
+		c.Transport = t
+	}
+	if ds.BasicAuth {
+		next := c.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		c.Transport = basicAuth{next, ds.BasicAuthUser, secure["basicAuthPassword"]}
+	}
+	return &c, nil
+}
+
+type basicAuth struct {
+	next       http.RoundTripper
+	user, pass string
+}
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.SetBasicAuth(b.user, b.pass)
+	return b.next.RoundTrip(r)
 }
 
 func httpProbe(ctx context.Context, client *http.Client, u string, check func([]byte) error) error {

@@ -18,7 +18,11 @@ import (
 
 // Datasources and dashboards from the provisioning directory, read the way
 // Grafana reads them: every *.yaml/*.yml file of provisioning/datasources and
-// provisioning/dashboards, with $VAR and ${VAR} expanded from the environment.
+// provisioning/dashboards. Datasource values are interpolated one by one
+// after parsing, as Grafana does ($VAR, ${VAR}, $__env{VAR}, $__file{PATH};
+// $$ is a literal $), so a value may expand to text YAML could not hold
+// inline, such as a PEM certificate. Dashboard provider files are expanded
+// ($VAR, ${VAR}) as a whole before parsing.
 
 type datasource struct {
 	ID             int64             `json:"id"`
@@ -33,6 +37,7 @@ type datasource struct {
 	User           string            `json:"user"`
 	Database       string            `json:"database"`
 	BasicAuth      bool              `json:"basicAuth"`
+	BasicAuthUser  string            `json:"basicAuthUser"`
 	IsDefault      bool              `json:"isDefault"`
 	JSONData       map[string]any    `json:"jsonData"`
 	ReadOnly       bool              `json:"readOnly"`
@@ -51,6 +56,7 @@ type dsFile struct {
 		User           string            `yaml:"user"`
 		Database       string            `yaml:"database"`
 		BasicAuth      bool              `yaml:"basicAuth"`
+		BasicAuthUser  string            `yaml:"basicAuthUser"`
 		IsDefault      bool              `yaml:"isDefault"`
 		Editable       bool              `yaml:"editable"`
 		JSONData       map[string]any    `yaml:"jsonData"`
@@ -111,10 +117,30 @@ func loadDatasources(dir string, getenv func(string) string) ([]datasource, erro
 			return nil, err
 		}
 		var df dsFile
-		if err := yaml.Unmarshal([]byte(expandEnv(string(b), getenv)), &df); err != nil {
+		if err := yaml.Unmarshal(b, &df); err != nil {
 			return nil, fmt.Errorf("failed to load datasource configs from %s: %w", f, err)
 		}
 		for _, d := range df.Datasources {
+			var err error
+			in := func(s string) string {
+				if err != nil {
+					return s
+				}
+				s, err = interpolate(s, getenv)
+				return s
+			}
+			d.Name, d.Type, d.UID, d.Access, d.URL = in(d.Name), in(d.Type), in(d.UID), in(d.Access), in(d.URL)
+			d.User, d.Database, d.BasicAuthUser = in(d.User), in(d.Database), in(d.BasicAuthUser)
+			for k, v := range d.SecureJSONData {
+				d.SecureJSONData[k] = in(v)
+			}
+			if d.JSONData == nil {
+				d.JSONData = map[string]any{}
+			}
+			d.JSONData = interpolateJSON(d.JSONData, in).(map[string]any)
+			if err != nil {
+				return nil, fmt.Errorf("failed to load datasource configs from %s: %w", f, err)
+			}
 			if d.Name == "" {
 				return nil, fmt.Errorf("datasource in %s has no name", f)
 			}
@@ -142,18 +168,37 @@ func loadDatasources(dir string, getenv func(string) string) ([]datasource, erro
 				tn = d.Type
 			}
 			jd := d.JSONData
-			if jd == nil {
-				jd = map[string]any{}
-			}
 			out = append(out, datasource{
 				ID: int64(len(out) + 1), UID: uid, OrgID: org, Name: d.Name, Type: d.Type, TypeName: tn,
 				TypeLogoURL: "public/app/plugins/datasource/" + d.Type + "/img/logo.svg",
-				Access:      access, URL: d.URL, User: d.User, Database: d.Database, BasicAuth: d.BasicAuth,
+				Access:      access, URL: d.URL, User: d.User, Database: d.Database, BasicAuth: d.BasicAuth, BasicAuthUser: d.BasicAuthUser,
 				IsDefault: d.IsDefault, JSONData: jd, ReadOnly: !d.Editable, SecureJSONData: d.SecureJSONData,
 			})
 		}
 	}
 	return out, nil
+}
+
+// interpolateJSON interpolates the strings of jsonData and nothing else,
+// so numbers and booleans keep their types, as in Grafana.
+func interpolateJSON(v any, in func(string) string) any {
+	switch v := v.(type) {
+	case string:
+		return in(v)
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = interpolateJSON(x, in)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = interpolateJSON(x, in)
+		}
+		return out
+	}
+	return v
 }
 
 type provider struct {
