@@ -103,7 +103,7 @@ func render(t *testing.T, src, dst string, env map[string]string) {
 // .env. It returns the certificate (PEM).
 func stageACGS(t *testing.T, root, dir string, env map[string]string) []byte {
 	t.Helper()
-	if err := copyTree(filepath.Join(root, "examples", "acgs"), dir); err != nil {
+	if err := copyTree(filepath.Join(root, "examples", "acgs", "stack"), dir); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)

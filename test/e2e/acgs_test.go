@@ -19,8 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/monagent/monagent/internal/ebs"
 	"github.com/monagent/monagent/internal/smoke"
 )
 
@@ -36,21 +39,29 @@ type plainHost struct {
 	config string
 }
 
-// acgsExample is the example configuration made to run under root: the
-// plugin from a local server, the bundle copied where the package puts it.
+// newPlainACGSHost is a host off AWS running the example configuration.
 func newPlainACGSHost(t testing.TB, extra string) *plainHost {
 	t.Helper()
 	dir, sum := plugin(t)
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close)
 	h := &plainHost{t: t, root: t.TempDir(), config: filepath.Join(t.TempDir(), "config.yaml")}
-	src := filepath.Join(h.root, "usr/share/monagent/examples/acgs/stack")
+	cfg := acgsConfig(t, h.root, srv.URL, sum)
+	writeFile(t, h.config, strings.Replace(cfg, "cloud: auto", "cloud: none", 1)+extra)
+	t.Cleanup(func() { acgsDown(h.root) })
+	return h
+}
+
+// acgsConfig is the example configuration made to run under root: the
+// bundle copied where the package puts it, the plugin from pluginURL.
+func acgsConfig(t testing.TB, root, pluginURL, sum string) string {
+	t.Helper()
+	src := filepath.Join(root, "usr/share/monagent/examples/acgs/stack")
 	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	run(t, "cp", "-a", "../../examples/acgs/stack", src)
 	cfg := readFile(t, "../../examples/acgs/monagent.yaml")
-	cfg = strings.Replace(cfg, "cloud: auto", "cloud: none", 1)
 	cfg = strings.Replace(cfg, "docker:\n  user: \"\"\n", fmt.Sprintf(`docker:
   user: ""
   ready_timeout: 60s
@@ -58,11 +69,8 @@ func newPlainACGSHost(t testing.TB, extra string) *plainHost {
     version: v5.6.0
     url: %s/docker-compose
     sha256: %q
-`, srv.URL, sum), 1)
-	cfg = strings.Replace(cfg, "  health_timeout: 180s\n", "  health_timeout: 120s\n  settle: 5s\n", 1)
-	writeFile(t, h.config, cfg+extra)
-	t.Cleanup(func() { acgsDown(h.root) })
-	return h
+`, pluginURL, sum), 1)
+	return strings.Replace(cfg, "  health_timeout: 180s\n", "  health_timeout: 120s\n  settle: 5s\n", 1)
 }
 
 func (h *plainHost) path(p string) string { return filepath.Join(h.root, p) }
@@ -276,7 +284,7 @@ func TestACGSOffAWS(t *testing.T) {
 
 	// Metrics written before the backup.
 	prom := newPromClient(t, h.root, "https://127.0.0.1:9090", env, "")
-	waitFor(t, time.Minute, "Prometheus has scraped itself", func() bool { return prom.valueAt(`up{job="prometheus"}`, time.Now()) == 1 })
+	waitUntil(t, time.Minute, "Prometheus has scraped itself", func() bool { return prom.valueAt(`up{job="prometheus"}`, time.Now()) == 1 })
 	written := time.Now().Add(-time.Second)
 	marker := prom.valueAt(`prometheus_tsdb_head_series`, written)
 
@@ -329,7 +337,7 @@ func TestACGSOffAWS(t *testing.T) {
 		t.Error("the fresh host's secrets are not the restored ones")
 	}
 	prom2 := newPromClient(t, fresh.root, "https://127.0.0.1:9090", freshEnv, "")
-	waitFor(t, time.Minute, "the restored Prometheus answers", func() bool { code, _ := prom2.do(http.MethodGet, "/-/ready"); return code == 200 })
+	waitUntil(t, time.Minute, "the restored Prometheus answers", func() bool { code, _ := prom2.do(http.MethodGet, "/-/ready"); return code == 200 })
 	if got := prom2.valueAt(`prometheus_tsdb_head_series`, written); got != marker || got < 0 {
 		t.Errorf("restored Prometheus at the time before the backup: %v, want %v", got, marker)
 	}
@@ -347,7 +355,7 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
+func waitUntil(t testing.TB, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !ok() {
@@ -402,4 +410,97 @@ func checkAgeCLI(t testing.TB, archive, keyFile string) {
 			t.Errorf("the archive lacks %s", want)
 		}
 	}
+}
+
+// TestACGSOnAWS: the same profile on an instance (the host rig with
+// awssim): cloud: auto finds instance metadata, the generated secrets
+// live in SSM as SecureStrings and nowhere on the host but the env file,
+// the EBS volume holds the data, the stack is signalled, and the backup
+// goes to S3 and comes back from it.
+func TestACGSOnAWS(t *testing.T) {
+	lockSeedStack(t)
+	dir, sum := plugin(t)
+	h := startHost(t, hostOptions{files: dir, project: acgsProject, scenario: scenario("", `s3:
+  buckets:
+    - name: acgs-backups
+`)})
+	h.until = ""
+	t.Cleanup(func() { acgsDown(h.root) })
+	cfg := acgsConfig(t, h.root, h.url+"/_files", sum)
+	cfg = strings.Replace(cfg, `volume:
+  kind: directory
+  mount_point: /var/lib/acgs
+  owner: "0:0"
+`, fmt.Sprintf(`stack:
+  name: %s
+  resource: MonitoringAsg
+volume:
+  kind: ebs
+  id: %s
+  mount_point: /data
+  owner: "0:0"
+  attach_timeout: 20s
+  device_timeout: 10s
+`, stackName, volumeID), 1)
+	cfg = strings.Replace(cfg, "data_dir: /var/lib/acgs/monitoring", "data_dir: /data/acgs", 1)
+	cfg = strings.Replace(cfg, "location: /var/backups/acgs-monitoring", "location: s3://acgs-backups/hosts/", 1)
+	writeFile(t, h.config, cfg)
+
+	r := h.mustConverge("bootstrap")
+	t.Logf("bootstrap on AWS to a running stack: %v", r.elapsed)
+	if got := h.signals(); len(got) != 1 || got[0] != "SUCCESS" {
+		t.Errorf("signals %v, want one SUCCESS", got)
+	}
+	env := readEnv(t, filepath.Join(h.root, "etc/acgs/monitoring.env"))
+	for k, p := range map[string]string{"GRAFANA_ADMIN_PASSWORD": "/acgs/grafana/admin-password", "PROMETHEUS_PASSWORD": "/acgs/prometheus/password",
+		"BACKUP_ENCRYPTION_KEY": "/acgs/backup/age-identity"} {
+		if v := getParameter(t, h, p); v == "" || v != env[k] {
+			t.Errorf("%s: the env file's value is not SSM parameter %s's", k, p)
+		}
+	}
+	// On AWS the host keeps only what belongs to it: hashes and its TLS pair.
+	kept, _ := filepath.Glob(filepath.Join(h.root, "etc/acgs/secrets/*"))
+	for _, f := range kept {
+		if b := filepath.Base(f); !strings.HasSuffix(b, ".bcrypt") && !strings.HasPrefix(b, "prometheus.") {
+			t.Errorf("a generated value is kept on the host besides SSM: %s", b)
+		}
+	}
+	checkWebYML(t, filepath.Join(h.root, "opt/acgs-1/monitoring/prometheus/web.yml"), env["PROMETHEUS_PASSWORD"])
+	if m, _ := ebsMount(filepath.Join(h.root, "data")); !m {
+		t.Error("the data volume is not mounted")
+	}
+	if _, err := os.Stat(filepath.Join(h.root, "data/acgs/prometheus_data")); err != nil {
+		t.Errorf("Prometheus' data is not on the data volume: %v", err)
+	}
+	h.mustConverge("smoke")
+
+	b := h.mustConverge("backup")
+	t.Logf("%s", strings.TrimSpace(b.stdout))
+	names := s3Keys(t, h, "acgs-backups", "hosts/")
+	if len(names) != 1 || !strings.HasSuffix(names[0], ".tar.gz.age") {
+		t.Fatalf("S3 holds %v after one backup", names)
+	}
+	rr := h.mustConverge("restore", "--from", "s3://acgs-backups/hosts/")
+	if !strings.Contains(rr.stdout, "restored "+filepath.Base(names[0])) {
+		t.Errorf("restore did not say what it restored:\n%s", rr.stdout)
+	}
+}
+
+func ebsMount(dir string) (bool, error) {
+	m, err := ebs.MountAt(dir)
+	return m != nil, err
+}
+
+func s3Keys(t testing.TB, h *host, bucket, prefix string) []string {
+	t.Helper()
+	out, err := s3.NewFromConfig(h.awsConfig(), func(o *s3.Options) { o.UsePathStyle = true }).ListObjectsV2(context.Background(),
+		&s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range out.Contents {
+		keys = append(keys, aws.ToString(o.Key))
+	}
+	return keys
 }
