@@ -62,9 +62,6 @@ func drSetup(ctx context.Context, g *globals, stdout io.Writer) (*app, *host.Hos
 	}
 	o := dr.Options{Root: h.Root, Config: h.Config, ConfigFile: g.configPath, Docker: h.Docker, Run: h.Run,
 		Host: h.Identity.InstanceID, Version: version, Log: a.log}
-	if o.HTTP, err = smoke.HTTPClient(caFile(h.Root, h.Config)); err != nil {
-		return nil, nil, dr.Options{}, err
-	}
 	return a, h, o, nil
 }
 
@@ -111,7 +108,7 @@ func runBackup(ctx context.Context, g *globals, stdout io.Writer) error {
 	if loc == "" {
 		return usageError(errors.New("backup.location is empty: set it to s3://BUCKET/PREFIX/ or an absolute directory"))
 	}
-	store, _, err := dr.Location(loc, backupS3(h))
+	store, _, err := dr.Location(h.Root, loc, backupS3(h))
 	if err != nil {
 		return usageError(fmt.Errorf("backup.location: %w", err))
 	}
@@ -122,6 +119,9 @@ func runBackup(ctx context.Context, g *globals, stdout io.Writer) error {
 	id, err := backup.ParseIdentity(key)
 	if err != nil {
 		return fmt.Errorf("backup key env.%s: %w", h.Config.Backup.KeyEnv, err)
+	}
+	if o.HTTP, err = smoke.HTTPClient(caFile(h.Root, h.Config)); err != nil {
+		return err
 	}
 	if k := h.Config.Smoke.PasswordKey; k != "" {
 		o.User = h.Config.Smoke.User
@@ -156,13 +156,14 @@ func runRestore(cmd *cobra.Command, g *globals, from, identityFile string, stdou
 	if err != nil {
 		return err
 	}
+	root := "/" // --from is a path as the operator sees it
 	if from == "" {
-		from = h.Config.Backup.Location
+		from, root = h.Config.Backup.Location, h.Root
 	}
 	if from == "" {
 		return usageError(errors.New("restore: give --from (an archive or a store), or set backup.location"))
 	}
-	store, name, err := dr.Location(from, backupS3(h))
+	store, name, err := dr.Location(root, from, backupS3(h))
 	if err != nil {
 		return usageError(fmt.Errorf("--from: %w", err))
 	}

@@ -176,8 +176,12 @@ func envStep(h *host.Host) engine.Step {
 }
 
 func composeStep(h *host.Host) engine.Step {
+	mp := h.Config.Volume.MountPoint
+	if h.Config.VolumeKind() == config.VolumeDirectory {
+		mp = ""
+	}
 	return compose.New(compose.Options{Root: h.Root, StackDir: h.Config.Bundle.Dir, Config: h.Config.Compose,
-		DataDir: h.Config.StackDataDir(), MountPoint: h.Config.Volume.MountPoint, Vars: h.Config.Env,
+		DataDir: h.Config.StackDataDir(), MountPoint: mp, Vars: h.Config.Env,
 		Run: h.Run, ComposeEnv: h.ComposeEnv(), Docker: h.Docker, Seal: h.Seal, Log: h.Log})
 }
 

@@ -51,7 +51,10 @@ type Options struct {
 	StackDir   string // bundle.dir
 	Config     config.Compose
 	DataDir    string // config.StackDataDir()
-	MountPoint string // volume.mount_point: DataDir must be on it
+	// MountPoint is volume.mount_point: DataDir must be on the filesystem
+	// mounted there. "" when the data is a directory on the root disk
+	// (volume.kind: directory).
+	MountPoint string
 	// Vars is the env mapping: an optional key absent from .env leaves its
 	// services out.
 	Vars       map[string]config.EnvVar
@@ -248,7 +251,7 @@ func (s *Step) Check(ctx context.Context) (bool, error) {
 	if err := s.prepare(ctx); err != nil {
 		return false, err
 	}
-	if m, err := ebs.MountAt(s.path(s.o.MountPoint)); err != nil || m == nil {
+	if m, err := ebs.MountAt(s.path(s.o.MountPoint)); s.o.MountPoint != "" && (err != nil || m == nil) {
 		s.o.Log.Info("stack not converged", zap.String("why", "nothing is mounted at "+s.o.MountPoint))
 		return false, nil
 	}
@@ -352,7 +355,7 @@ func (s *Step) preflight(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("compose: %w", err)
 	}
-	if m == nil {
+	if m == nil && s.o.MountPoint != "" {
 		return fmt.Errorf("compose: nothing is mounted at %s: the stack's data would land on the root disk; run `monagent reconcile --only volume` first", mp)
 	}
 	f := s.m.check(s.env, s.enabled)

@@ -154,11 +154,14 @@ func replace(ctx context.Context, o Options, from, to, stamp string) (aside stri
 }
 
 // Location reads --from or backup.location into a store and an archive
-// name ("" for the newest).
-func Location(s string, s3 backup.S3API) (backup.Store, string, error) {
+// name ("" for the newest); a local path is taken under root.
+func Location(root, s string, s3 backup.S3API) (backup.Store, string, error) {
 	l, err := backup.ParseLocation(strings.TrimSpace(s))
 	if err != nil {
 		return nil, "", err
+	}
+	if l.Bucket == "" {
+		l.Dir = filepath.Join(root, l.Dir)
 	}
 	st, err := l.Store(s3)
 	if err != nil {

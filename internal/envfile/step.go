@@ -309,7 +309,11 @@ func (s *Step) warnOptional() {
 		}
 		msg := fmt.Sprintf("%s: %s does not exist, so %s; create it: %s", k, s.source(v.Parameter), what, s.putCommand(v.Parameter))
 		s.warnings = append(s.warnings, msg)
-		s.o.Log.Warn("optional secret absent; its services are left out", zap.String("key", k),
+		logMsg := "optional secret absent; its services are left out"
+		if len(v.Services) == 0 {
+			logMsg = "optional secret absent; what the templates guard with has is left out"
+		}
+		s.o.Log.Warn(logMsg, zap.String("key", k),
 			zap.String("parameter", v.Parameter), zap.Strings("services", v.Services), zap.String("create", s.putCommand(v.Parameter)))
 	}
 }
