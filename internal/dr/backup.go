@@ -86,6 +86,7 @@ type Result struct {
 // backup.keep archives.
 func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient) (Result, error) {
 	c := o.Config
+	removeStale(o)
 	work, err := os.MkdirTemp(o.path(c.StackDataDir()), ".monagent-backup-")
 	if err != nil {
 		return Result{}, fmt.Errorf("backup: %w", err)
@@ -124,6 +125,20 @@ func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient
 		return res, fmt.Errorf("backup stored as %s, but old archives were not pruned: %w", res.Name, err)
 	}
 	return res, nil
+}
+
+// removeStale deletes what a killed backup or restore left: the caller
+// holds the run lock, so no other one is under way.
+func removeStale(o Options) {
+	for _, pattern := range []string{".monagent-backup-*", ".monagent-restore-*"} {
+		stale, _ := filepath.Glob(filepath.Join(o.path(o.Config.StackDataDir()), pattern))
+		for _, d := range stale {
+			o.Log.Info("removing what an interrupted backup or restore left", zap.String("dir", d))
+			if err := os.RemoveAll(d); err != nil {
+				o.Log.Warn("could not remove it", zap.String("dir", d), zap.Error(err))
+			}
+		}
+	}
 }
 
 // configParts are the stack directory, the environment file, the

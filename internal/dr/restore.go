@@ -39,6 +39,7 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
 	}
+	removeStale(o)
 	staging, err := os.MkdirTemp(data, ".monagent-restore-")
 	if err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)

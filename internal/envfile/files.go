@@ -1,12 +1,14 @@
 package envfile
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/render"
@@ -134,17 +136,64 @@ func (s *Step) templateFiles(create bool) ([]secretFile, error) {
 }
 
 // bcrypt is the kept hash of key's value, made when create is set.
+// Verifying a hash costs a bcrypt computation (tens of milliseconds), so
+// a pair verified once is remembered: within the run, and across runs by
+// a keyed digest in the memo.
 func (s *Step) bcrypt(key string, create bool) (string, error) {
+	if h, ok := s.verified[key]; ok {
+		return h, nil
+	}
 	pw := secretgen.NewSecret(s.values[key])
+	var hash string
 	if create {
-		return s.o.Kept.Hash(key, pw)
+		h, err := s.o.Kept.Hash(key, pw)
+		if err != nil {
+			return "", err
+		}
+		hash = h
+	} else {
+		kept, ok, err := s.o.Kept.Lookup(key + ".bcrypt")
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", errNotYet
+		}
+		hash = kept.Reveal()
+		if !s.knownPair(key, hash) && !s.o.Kept.HashMatches(hash, pw) {
+			return "", errNotYet
+		}
 	}
-	hash, ok, err := s.o.Kept.Lookup(key + ".bcrypt")
-	if err != nil {
-		return "", err
+	if s.verified == nil {
+		s.verified = map[string]string{}
 	}
-	if !ok || !s.o.Kept.HashMatches(hash.Reveal(), pw) {
-		return "", errNotYet
+	s.verified[key] = hash
+	return hash, nil
+}
+
+// knownPair reports whether the last run verified exactly this value and
+// hash for key.
+func (s *Step) knownPair(key, hash string) bool {
+	for _, e := range strings.Split(s.lastHashes, ",") {
+		if k, d, ok := strings.Cut(e, "="); ok && k == key {
+			return d == s.pairSum(key, hash)
+		}
 	}
-	return hash.Reveal(), nil
+	return false
+}
+
+// hashesSum lists the pairs verified in this run as key=digest, for the
+// memo: keyed digests, never a hash one could test a password against.
+func (s *Step) hashesSum() string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(s.verified)) {
+		out = append(out, k+"="+s.pairSum(k, s.verified[k]))
+	}
+	return strings.Join(out, ",")
+}
+
+func (s *Step) pairSum(key, hash string) string {
+	h := s.o.Seal.New()
+	fmt.Fprintf(h, "%s %d:%s %d:%s;", key, len(s.values[key]), s.values[key], len(hash), hash)
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -529,3 +529,49 @@ func TestGenerateAge(t *testing.T) {
 		t.Error("the identity changed on a rerun")
 	}
 }
+
+// The memo spares a converged rerun the bcrypt verification, but only for
+// the very value and hash it verified: a password changed in the store,
+// or a hash file replaced, is verified (and rehashed) again.
+func TestBcryptMemo(t *testing.T) {
+	r := newFilesRig(t)
+	r.o.Vars = map[string]config.EnvVar{
+		"PROMETHEUS_PASSWORD": {Parameter: "PROMETHEUS_PASSWORD", Generate: config.GeneratePassword},
+	}
+	r.o.Templates = []config.Template{{Source: "prometheus/web.yml.tmpl", Target: "prometheus/web.yml"}}
+	r.source("prometheus/web.yml.tmpl", webTmpl)
+	memo := r.converge(nil).Memo()
+	if !strings.HasPrefix(memo["bcrypt_hmac"], "PROMETHEUS_PASSWORD=") {
+		t.Fatalf("memo bcrypt_hmac = %q, want the verified pair's digest", memo["bcrypt_hmac"])
+	}
+	kept := filepath.Join(r.o.Kept.Dir, "PROMETHEUS_PASSWORD.bcrypt")
+	if strings.Contains(memo["bcrypt_hmac"], string(mustRead(t, kept))) {
+		t.Error("the memo holds the hash itself")
+	}
+
+	// A hash file replaced by one of another password: the memo's digest
+	// no longer matches, bcrypt decides, and the step is not converged.
+	other, err := bcrypt.GenerateFromPassword([]byte("not the password"), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kept, other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := r.step(memo).Check(context.Background()); err != nil || ok {
+		t.Fatalf("Check with a foreign hash = %v, %v; want false", ok, err)
+	}
+	memo = r.converge(memo).Memo()
+
+	// The password changed where it is kept: not converged either.
+	r.params.stored["PROMETHEUS_PASSWORD"] = "a-new-password-set-by-the-operator"
+	if ok, err := r.step(memo).Check(context.Background()); err != nil || ok {
+		t.Fatalf("Check after the password changed = %v, %v; want false", ok, err)
+	}
+	s := r.converge(memo)
+	m := hashLine.FindSubmatch(mustRead(t, r.path("prometheus/web.yml")))
+	if m == nil || bcrypt.CompareHashAndPassword(m[1], []byte("a-new-password-set-by-the-operator")) != nil {
+		t.Error("web.yml's hash is not the new password's")
+	}
+	r.rerun(s.Memo(), kept)
+}

@@ -83,6 +83,10 @@ type Step struct {
 
 	lastEnvSum   string // memo: keyed digest of the .env last written
 	lastFilesSum string // memo: keyed digest of the secret files last written
+	// verified maps a key to the bcrypt hash checked against its value
+	// in this run; lastHashes is the keyed digest of the last run's.
+	verified   map[string]string
+	lastHashes string
 }
 
 // New returns the step.
@@ -109,13 +113,14 @@ func (s *Step) filePath(rel string) string { return filepath.Join(s.o.Root, s.o.
 // Restore implements engine.Memoizer.
 func (s *Step) Restore(memo map[string]string) {
 	s.lastEnvSum, s.lastFilesSum = memo["env_hmac"], memo["files_hmac"]
+	s.lastHashes = memo["bcrypt_hmac"]
 }
 
 // Memo implements engine.Memoizer: keyed digests of what was written,
 // never the values, nor a bare hash one could test guesses against.
 func (s *Step) Memo() map[string]string {
 	sum, _ := s.sumFile(s.Path())
-	return map[string]string{"env_hmac": sum, "files_hmac": s.filesSum()}
+	return map[string]string{"env_hmac": sum, "files_hmac": s.filesSum(), "bcrypt_hmac": s.hashesSum()}
 }
 
 // filesSum digests the secret files as they are on disk.
