@@ -30,6 +30,7 @@ package iampolicy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -247,6 +248,9 @@ func Endpoints(c *config.Config) []string {
 // bundle.bucket, when set, are the facts. Offline, an instance placeholder
 // in a parameter name may be expanded to "*".
 func Build(c *config.Config, f Facts) (*Document, []string, error) {
+	if c.Local() {
+		return nil, nil, errors.New("cloud is none: this host calls no AWS API and needs no policy")
+	}
 	for _, v := range []struct {
 		fact       *string
 		key, value string
@@ -267,12 +271,19 @@ func Build(c *config.Config, f Facts) (*Document, []string, error) {
 		return nil, nil, err
 	}
 	b.parameters(c)
-	b.volume()
+	if c.VolumeKind() == config.VolumeEBS {
+		b.volume()
+	}
 	if err := b.stack(c.Stack); err != nil {
 		return nil, nil, err
 	}
-	b.bundle(c.Bundle.KeyPrefix)
+	if c.Bundle.Source == "" {
+		b.bundle(c.Bundle.KeyPrefix)
+	}
 	b.writes(c)
+	if err := b.backups(c.Backup.Location); err != nil {
+		return nil, nil, err
+	}
 	return &Document{Version: Version, Statement: b.stmts}, b.notes, nil
 }
 
@@ -463,6 +474,31 @@ func (b *builder) bundle(prefix string) {
 	}
 	b.add(list)
 	b.add(get)
+}
+
+// backups: the archives under backup.location's prefix, when it is in
+// S3: listed, read, written and pruned (backup.keep).
+func (b *builder) backups(location string) error {
+	rest, ok := strings.CutPrefix(location, "s3://")
+	if !ok {
+		return nil
+	}
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	if err := CheckBucket(bucket); err != nil {
+		return fmt.Errorf("backup.location: %w", err)
+	}
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	bucketARN := fmt.Sprintf("arn:%s:s3:::%s", b.f.Partition, bucket)
+	list := Statement{Sid: "ListBackups", Action: []string{"s3:ListBucket"}, Resource: []string{bucketARN}}
+	if prefix != "" {
+		list.Condition = Condition{"StringLike": {"s3:prefix": escape(prefix) + "*"}}
+	}
+	b.add(list)
+	b.add(Statement{Sid: "KeepBackups", Action: []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+		Resource: []string{bucketARN + "/" + escape(prefix) + "*"}})
+	return nil
 }
 
 // writes: the generated secrets (created once, without overwrite) and the

@@ -448,3 +448,44 @@ func TestKeyARN(t *testing.T) {
 		}
 	}
 }
+
+// The ACGS profile on AWS: a local bundle and data directory need no S3
+// read nor EC2; its backups in S3 need the prefix listed, read, written
+// and pruned, nothing else of the bucket.
+func TestBuildBackups(t *testing.T) {
+	yaml := `prefix: acgs
+cloud: auto
+volume: {kind: directory, mount_point: /var/lib/acgs}
+bundle: {source: /usr/share/monagent/examples/acgs/stack, dir: /opt/acgs-1/monitoring}
+env:
+  BACKUP_ENCRYPTION_KEY: {parameter: /acgs/backup/age-identity, generate: age}
+endpoints: {}
+backup: {location: "s3://acgs-backups/hosts/", key_env: BACKUP_ENCRYPTION_KEY}
+`
+	doc, _, err := iampolicy.Build(loadConfig(t, yaml), iampolicy.Facts{Region: region, Account: account, Key: iampolicy.Key{None: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parse(t, doc)
+	for _, sid := range []string{"ListBundlePrefix", "GetBundleObjects", "DescribeVolumesHasNoResourceLevelPermissions"} {
+		if _, ok := got[sid]; ok {
+			t.Errorf("statement %s for a host with a local bundle and data directory", sid)
+		}
+	}
+	list, keep := got["ListBackups"], got["KeepBackups"]
+	if !slices.Equal(list.Resource, []string{"arn:aws:s3:::acgs-backups"}) || list.Condition["StringLike"]["s3:prefix"] != "hosts/*" {
+		t.Errorf("ListBackups = %+v", list)
+	}
+	if !slices.Equal(keep.Action, []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}) ||
+		!slices.Equal(keep.Resource, []string{"arn:aws:s3:::acgs-backups/hosts/*"}) {
+		t.Errorf("KeepBackups = %+v", keep)
+	}
+
+	local, err := config.Parse([]byte(strings.Replace(strings.Replace(yaml, "cloud: auto", "cloud: none", 1), `"s3://acgs-backups/hosts/"`, "/var/backups/acgs", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := iampolicy.Build(local, facts()); err == nil || !strings.Contains(err.Error(), "cloud is none") {
+		t.Errorf("a policy for a host without AWS: %v", err)
+	}
+}

@@ -254,6 +254,16 @@ func TestACGSOffAWS(t *testing.T) {
 	}
 	t.Logf("smoke:\n%s", sm.stdout)
 
+	st := h.must("status", "--json")
+	if !strings.Contains(st.stdout, `"/etc/acgs/monitoring.env"`) {
+		t.Errorf("status does not show the env file:\n%s", st.stdout)
+	}
+	for _, v := range env {
+		if len(v) > 8 && strings.Contains(st.stdout, v) {
+			t.Fatal("status shows a secret value")
+		}
+	}
+
 	// A rerun changes nothing: no secret rotated, no file rewritten.
 	watched := []string{envPath, filepath.Join(secrets, "PROMETHEUS_PASSWORD.bcrypt"), filepath.Join(stack, "prometheus/web.yml"),
 		filepath.Join(stack, "certs/prometheus.crt"), filepath.Join(stack, "alertmanager/alertmanager.yml")}
