@@ -10,4 +10,4 @@ export PATH=/usr/local/go/bin:$PATH
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 rig/docker/dockerd.sh ensure
 rig/images/build.sh
-go test ./test/e2e -run '^$' -bench '^BenchmarkBoot$' -benchtime 1x -count 1 -timeout 60m "$@"
+go test ./test/e2e -run '^$' -bench '^(BenchmarkBoot|BenchmarkACGSOverhead)$' -benchtime 1x -count 1 -timeout 60m "$@"
