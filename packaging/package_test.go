@@ -10,6 +10,7 @@ import (
 	"context"
 	"debug/elf"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,7 +175,7 @@ func readFile(t *testing.T, path string) string {
 // Every path the packages hold and its mode ("-rwxr-xr-x"), owned by
 // root:root. The units' directory differs per packager.
 func wantFiles(unitDir string) map[string]string {
-	return map[string]string{
+	want := map[string]string{
 		"/usr/bin/monagent":                   "-rwxr-xr-x",
 		unitDir + "/monagent.service":         "-rw-r--r--",
 		unitDir + "/monagent-reconcile.timer": "-rw-r--r--",
@@ -183,6 +184,26 @@ func wantFiles(unitDir string) map[string]string {
 		"/var/lib/monagent":                   "drwx------",
 		"/usr/share/doc/monagent/README.md":   "-rw-r--r--",
 	}
+	for _, f := range exampleFiles() {
+		want["/usr/share/monagent/"+f] = "-rw-r--r--"
+	}
+	return want
+}
+
+// exampleFiles are the ACGS example's files, as the repository has them
+// (dotfiles included: the bundle's mount-point markers), relative to
+// examples/.. .
+func exampleFiles() []string {
+	var out []string
+	root := filepath.Join("..", "examples")
+	_ = filepath.WalkDir(filepath.Join(root, "acgs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			rel, _ := filepath.Rel("..", p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	return out
 }
 
 // The packaged files and the repository files they come from.
