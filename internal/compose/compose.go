@@ -47,10 +47,10 @@ const upTimeout = 20 * time.Minute
 // Options are the step's collaborators. Paths are as seen from the host
 // root; Root prefixes them.
 type Options struct {
-	Root       string
-	StackDir   string // bundle.dir
-	Config     config.Compose
-	DataDir    string // config.StackDataDir()
+	Root     string
+	StackDir string // bundle.dir
+	Config   config.Compose
+	DataDir  string // config.StackDataDir()
 	// MountPoint is volume.mount_point: DataDir must be on the filesystem
 	// mounted there. "" when the data is a directory on the root disk
 	// (volume.kind: directory).
