@@ -61,7 +61,7 @@ func drSetup(ctx context.Context, g *globals, stdout io.Writer) (*app, *host.Hos
 		return nil, nil, dr.Options{}, err
 	}
 	o := dr.Options{Root: h.Root, Config: h.Config, ConfigFile: g.configPath, Docker: h.Docker, Run: h.Run,
-		Host: h.Identity.InstanceID, Version: version, Log: a.log}
+		Host: h.Identity.InstanceID, Version: version, Deployment: h.Config.Prefix, Log: a.log}
 	return a, h, o, nil
 }
 
@@ -73,6 +73,9 @@ func backupS3(h *host.Host) *s3.Client {
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 }
+
+// snapshotTimeout bounds Prometheus' snapshot call.
+const snapshotTimeout = 30 * time.Minute
 
 // archiveTimeout bounds one archive's upload or download.
 const archiveTimeout = 2 * time.Hour
@@ -108,7 +111,7 @@ func runBackup(ctx context.Context, g *globals, stdout io.Writer) error {
 	if loc == "" {
 		return usageError(errors.New("backup.location is empty: set it to s3://BUCKET/PREFIX/ or an absolute directory"))
 	}
-	store, _, err := dr.Location(h.Root, loc, backupS3(h))
+	store, _, err := dr.Location(h.Root, loc, backupS3(h), h.Path(h.Config.StackDataDir()))
 	if err != nil {
 		return usageError(fmt.Errorf("backup.location: %w", err))
 	}
@@ -123,6 +126,8 @@ func runBackup(ctx context.Context, g *globals, stdout io.Writer) error {
 	if o.HTTP, err = smoke.HTTPClient(caFile(h.Root, h.Config)); err != nil {
 		return err
 	}
+	// A snapshot of a large TSDB takes minutes; the run's context bounds it.
+	o.HTTP.Timeout = snapshotTimeout
 	if k := h.Config.Smoke.PasswordKey; k != "" {
 		o.User = h.Config.Smoke.User
 		if o.Password, err = storedValue(ctx, h, k); err != nil {
@@ -163,12 +168,12 @@ func runRestore(cmd *cobra.Command, g *globals, from, identityFile string, stdou
 	if from == "" {
 		return usageError(errors.New("restore: give --from (an archive or a store), or set backup.location"))
 	}
-	store, name, err := dr.Location(root, from, backupS3(h))
+	store, name, err := dr.Location(root, from, backupS3(h), h.Path(h.Config.StackDataDir()))
 	if err != nil {
 		return usageError(fmt.Errorf("--from: %w", err))
 	}
 	if name == "" {
-		if name, err = backup.Latest(ctx, store); err != nil {
+		if name, err = dr.Latest(ctx, store, h.Config.Prefix); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
 	}

@@ -107,6 +107,7 @@ func (a *app) lockCheck() check {
 // checks are reported skipped and the local ones run on the configuration
 // as loaded.
 func (a *app) hostChecks(ctx context.Context) []doctor.Check {
+	a.cfg = host.Resolve(a.g.root, a.cfg)
 	if a.cfg.Local() {
 		return a.localHostChecks(ctx)
 	}
@@ -175,7 +176,14 @@ func (a *app) awsChecks(ctx context.Context, h *host.Host) []doctor.Check {
 	}
 	params, found := doctor.Parameters(ctx, h.Params, doctor.Needs(h.Config), a.g.secrets)
 	out := append([]doctor.Check{cred}, params...)
-	out = append(out, a.volumeChecks(ctx, h)...)
+	if h.Config.VolumeKind() == config.VolumeEBS {
+		out = append(out, a.volumeChecks(ctx, h)...)
+	} else {
+		out = append(out, doctor.Skipped("volume.kind is "+h.Config.VolumeKind()+": no EBS volume", "ebs volume", "ebs kms")...)
+	}
+	if h.Config.Bundle.Source != "" {
+		return append(out, doctor.Skipped("bundle.source: the bundle is local", "s3 bundle")...)
+	}
 	return append(out, bundleCheck(ctx, h, found))
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/host"
 	"github.com/monagent/monagent/internal/metrics"
 	"github.com/monagent/monagent/internal/smoke"
 	"github.com/monagent/monagent/internal/state"
@@ -85,6 +86,7 @@ func smokeCmd(g *globals, stdout io.Writer) *cobra.Command {
 // runSmoke gathers what the checks need from the host: what the last run
 // brought up (state), the Grafana login (.env), the engine.
 func runSmoke(cmd *cobra.Command, g *globals, cfg *config.Config) (smoke.Report, error) {
+	cfg = host.Resolve(g.root, cfg)
 	st, err := (&state.Store{Path: filepath.Join(g.root, "/var/lib/monagent/state.json")}).Load()
 	if err != nil {
 		return smoke.Report{}, err

@@ -166,7 +166,7 @@ func envStep(h *host.Host) engine.Step {
 	if c.Local() {
 		o.LocalFile = c.Secrets.File
 		if o.LocalFile == "" {
-			o.LocalFile = "secrets.file"
+			o.LocalFile = "the file secrets.file names (set it, such as /etc/acgs/operator.env)"
 		}
 	}
 	if !c.Local() {

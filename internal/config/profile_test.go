@@ -51,6 +51,11 @@ func TestProfileErrors(t *testing.T) {
 		// secrets
 		{"secrets file on AWS", "prefix: p\nsecrets: {file: /etc/acgs/operator.env}\n", "secrets.file", "/etc/acgs/operator.env", "is set while cloud is aws", "SSM parameters"},
 		{"secrets file with cloud aws", "prefix: p\ncloud: aws\nsecrets: {file: /etc/acgs/operator.env}\n", "secrets.file", "/etc/acgs/operator.env", "is set while cloud is aws", "SSM parameters"},
+		{"auto without volume kind", "prefix: p\ncloud: auto\n", "volume.kind", "", "is empty while cloud is auto", "ebs, device or directory"},
+		{"operator file is the env file", local + "compose: {env_file: /etc/acgs/monitoring.env}\nsecrets: {file: /etc/acgs/monitoring.env}\n", "secrets.file",
+			"/etc/acgs/monitoring.env", "is also the environment file", "erased"},
+		{"backup in the data dir", local + "env:\n  K: {generate: age}\nbackup: {location: /data/monitoring/backups, key_env: K}\n", "backup.location",
+			"/data/monitoring/backups", "overlaps compose.data_dir", "/var/backups/acgs-monitoring"},
 		{"secrets file relative", local + "secrets: {file: operator.env}\n", "secrets.file", "operator.env", "is not an absolute path", "/etc/acgs/operator.env"},
 		{"secrets file in the source", local + "secrets: {file: /usr/share/monagent/examples/acgs/operator.env}\n", "secrets.file",
 			"/usr/share/monagent/examples/acgs/operator.env", "is inside bundle.source", "outside bundle.source"},
@@ -171,7 +176,7 @@ func TestProfileValid(t *testing.T) {
 				t.Errorf("cloud %q, local %v, volume kind %q; want aws, false, ebs", c.Cloud, c.Local(), c.VolumeKind())
 			}
 		}},
-		{"cloud auto keeps the AWS defaults", "prefix: p\ncloud: auto\n", func(t *testing.T, c *Config) {
+		{"cloud auto keeps the AWS defaults", "prefix: p\ncloud: auto\nvolume: {kind: ebs}\n", func(t *testing.T, c *Config) {
 			if c.Local() || len(c.Endpoints) != 2 || len(c.Env) != 4 || c.VolumeKind() != VolumeEBS {
 				t.Errorf("cloud auto: local %v, %d endpoints, %d env keys, volume %s", c.Local(), len(c.Endpoints), len(c.Env), c.VolumeKind())
 			}

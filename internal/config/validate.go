@@ -65,6 +65,7 @@ func check(c *Config, lines map[string]int) []*Error {
 	k.smoke()
 	k.aws()
 	k.secrets()
+	k.autoVolume()
 	k.certificates()
 	k.templates()
 	k.backup()
@@ -308,7 +309,7 @@ func (k *checker) envFile(key string, e EnvVar, files map[string]string) {
 			k.fail(key+".file_owner", e.FileOwner, "is not a numeric uid:gid", "uid:gid in numbers, such as 65534:65534")
 		}
 	}
-	if !e.InEnv() && e.File == "" {
+	if !e.InEnv() && e.File == "" && key != "env."+k.c.Backup.KeyEnv {
 		k.fail(key+".env", "false", "keeps the value out of .env while no file is set", "file: PATH, or env: true; otherwise the value goes nowhere")
 	}
 }

@@ -10,6 +10,14 @@ import (
 	"strings"
 )
 
+// autoVolume asks cloud: auto for an explicit volume.kind: its default
+// differs on and off AWS, and the data must not move with the answer.
+func (k *checker) autoVolume() {
+	if k.c.Cloud == CloudAuto && k.c.Volume.Kind == "" {
+		k.fail("volume.kind", "", "is empty while cloud is auto", "ebs, device or directory: the default differs on and off AWS, and the data must not follow it")
+	}
+}
+
 func (k *checker) secrets() {
 	s := k.c.Secrets
 	k.absDir("secrets.dir", s.Dir, "/var/lib/monagent/secrets")
@@ -23,6 +31,14 @@ func (k *checker) secrets() {
 	}
 	k.absDir("secrets.file", s.File, "/etc/acgs/operator.env")
 	k.outsideSource("secrets.file", s.File)
+	file := k.sample("secrets.file", s.File)
+	if file == k.sample("compose.env_file", k.c.EnvFilePath()) {
+		k.fail("secrets.file", s.File, "is also the environment file (compose.env_file), which every run rewrites",
+			"a file of its own, such as /etc/acgs/operator.env: the operator's secrets would be erased")
+	}
+	if within(file, k.sample("secrets.dir", s.Dir)) {
+		k.fail("secrets.file", s.File, "is inside secrets.dir ("+s.Dir+"), the host's generated secrets", "a file of its own, such as /etc/acgs/operator.env")
+	}
 	if k.c.Cloud == CloudAWS {
 		k.fail("secrets.file", s.File, "is set while cloud is aws", `"", or cloud: none or auto: on AWS the operator's secrets are SSM parameters`)
 	}
@@ -139,6 +155,13 @@ func (k *checker) backup() {
 		}
 	case strings.HasPrefix(loc, "/"):
 		k.absDir("backup.location", b.Location, "/var/backups/acgs-monitoring")
+		for _, d := range []struct{ key, dir string }{{"compose.data_dir", k.c.StackDataDir()}, {"bundle.dir", k.c.Bundle.Dir},
+			{"secrets.dir", k.c.Secrets.Dir}, {"bundle.source", k.c.Bundle.Source}} {
+			if d.dir != "" && (within(loc, k.sample(d.key, d.dir)) || within(k.sample(d.key, d.dir), loc)) {
+				k.fail("backup.location", b.Location, "overlaps "+d.key+" ("+d.dir+"): every archive would hold the ones before it",
+					"a directory of its own, such as /var/backups/acgs-monitoring")
+			}
+		}
 	default:
 		k.fail("backup.location", b.Location, "is not a backup location", locationWant)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/monagent/monagent/internal/backup"
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/ebs"
 )
 
 // Docker is the part of the Docker client backup and restore use.
@@ -49,7 +50,11 @@ type Options struct {
 	HTTP           *http.Client
 	User, Password string
 	Host, Version  string
-	Log            *zap.Logger
+	// Deployment names the archives of this deployment (the SSM prefix):
+	// pruning and "the newest archive" never look at another's, even in a
+	// shared location.
+	Deployment string
+	Log        *zap.Logger
 	// Now stamps the archive; nil means time.Now.
 	Now func() time.Time
 }
@@ -70,6 +75,9 @@ const (
 	partSecrets = "secrets"
 	partEnv     = "env/environment"
 	partConfig  = "config/monagent.yaml"
+	// partOperator is secrets.file: the operator's secrets have no other
+	// copy on a host off AWS.
+	partOperator = "operator/secrets.env"
 )
 
 // Result is what a backup made.
@@ -86,13 +94,16 @@ type Result struct {
 // backup.keep archives.
 func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient) (Result, error) {
 	c := o.Config
+	if err := dataMounted(o); err != nil {
+		return Result{}, err
+	}
 	removeStale(o)
 	work, err := os.MkdirTemp(o.path(c.StackDataDir()), ".monagent-backup-")
 	if err != nil {
 		return Result{}, fmt.Errorf("backup: %w", err)
 	}
 	defer os.RemoveAll(work)
-	res := Result{Name: backup.ArchiveName(o.Host, o.now()), Store: fmt.Sprint(store)}
+	res := Result{Name: backup.ArchiveName(o.Deployment, o.now()), Store: fmt.Sprint(store)}
 	var parts []backup.Part
 	var promVolume string
 	if c.Backup.PrometheusService != "" {
@@ -110,7 +121,7 @@ func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient
 	}
 	parts = append(parts, copied...)
 	parts = append(parts, o.configParts()...)
-	meta := map[string]string{"host": o.Host, "project": c.Compose.Project, "monagent": o.Version}
+	meta := map[string]string{"host": o.Host, "deployment": o.Deployment, "project": c.Compose.Project, "monagent": o.Version}
 	m, err := backup.Save(ctx, store, res.Name, to, parts, meta)
 	if err != nil {
 		return Result{}, fmt.Errorf("backup: %w", err)
@@ -120,11 +131,78 @@ func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient
 		res.Bytes += e.Size
 	}
 	o.Log.Info("backup stored", zap.String("archive", res.Name), zap.String("store", res.Store), zap.Int("entries", res.Entries))
-	res.Pruned, err = backup.Prune(ctx, store, c.Backup.Keep)
+	res.Pruned, err = prune(ctx, store, o.Deployment, c.Backup.Keep)
 	if err != nil {
 		return res, fmt.Errorf("backup stored as %s, but old archives were not pruned: %w", res.Name, err)
 	}
 	return res, nil
+}
+
+// dataMounted refuses to read or write the stack's data where the data
+// volume is not mounted: it would be the root disk's empty directory.
+func dataMounted(o Options) error {
+	if o.Config.VolumeKind() == config.VolumeDirectory {
+		return nil
+	}
+	mp := o.path(o.Config.Volume.MountPoint)
+	if m, err := ebs.MountAt(mp); err != nil || m == nil {
+		return fmt.Errorf("the data volume is not mounted at %s (%v): run `monagent reconcile --until volume` first", mp, err)
+	}
+	return nil
+}
+
+// prune deletes all but the newest keep archives of deployment.
+func prune(ctx context.Context, store backup.Store, deployment string, keep int) ([]string, error) {
+	names, err := own(ctx, store, deployment)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	var deleted []string
+	for _, n := range names[:max(0, len(names)-keep)] {
+		if err := store.Delete(ctx, n); err != nil {
+			return deleted, fmt.Errorf("prune: %w", err)
+		}
+		deleted = append(deleted, n)
+	}
+	return deleted, nil
+}
+
+// own lists deployment's archives in store, oldest first.
+func own(ctx context.Context, store backup.Store, deployment string) ([]string, error) {
+	names, err := store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := backup.ArchiveName(deployment, time.Time{})
+	want = want[:strings.LastIndex(want, "-")]
+	type archive struct {
+		name string
+		at   time.Time
+	}
+	var out []archive
+	for _, n := range names {
+		if host, at, ok := backup.ParseArchiveName(n); ok && "monagent-backup-"+host == want {
+			out = append(out, archive{n, at})
+		}
+	}
+	slices.SortFunc(out, func(a, b archive) int { return a.at.Compare(b.at) })
+	list := make([]string, len(out))
+	for i, a := range out {
+		list[i] = a.name
+	}
+	return list, nil
+}
+
+// Latest is deployment's newest archive in store.
+func Latest(ctx context.Context, store backup.Store, deployment string) (string, error) {
+	names, err := own(ctx, store, deployment)
+	if err != nil {
+		return "", err
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("no backup of %s in %v: name the archive with --from", deployment, store)
+	}
+	return names[len(names)-1], nil
 }
 
 // removeStale deletes what a killed backup or restore left: the caller
@@ -150,8 +228,12 @@ func (o Options) configParts() []backup.Part {
 		{Name: partStack, Path: o.path(c.Bundle.Dir)},
 		{Name: partSecrets, Path: o.path(c.Secrets.Dir)},
 		{Name: partEnv, Path: o.path(c.EnvFilePath())},
-		{Name: partConfig, Path: o.path(o.ConfigFile)},
+		{Name: partConfig, Path: o.ConfigFile},
+		{Name: partOperator, Path: o.path(c.Secrets.File)},
 	} {
+		if p.Path == o.path("") {
+			continue // secrets.file unset
+		}
 		if _, err := os.Stat(p.Path); err == nil {
 			parts = append(parts, p)
 		}
@@ -230,6 +312,10 @@ func copyStopped(ctx context.Context, o Options, work, skip string) ([]backup.Pa
 		}
 	}
 	stopped, err := stopServices(ctx, o, o.Config.Backup.StopServices)
+	if err == nil && len(stopped) < len(o.Config.Backup.StopServices) {
+		err = fmt.Errorf("backup: backup.stop_services %v: %d of them have no running container in project %s: their data would be copied while written (start the stack with `monagent reconcile`)",
+			o.Config.Backup.StopServices, len(o.Config.Backup.StopServices)-len(stopped), o.Config.Compose.Project)
+	}
 	// Started again whatever happens, with a context of their own: a
 	// cancelled backup must not leave Grafana down.
 	defer startAgain(o, stopped)

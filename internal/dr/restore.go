@@ -13,6 +13,7 @@ import (
 	"filippo.io/age"
 	"github.com/moby/moby/client"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/monagent/monagent/internal/backup"
 	"github.com/monagent/monagent/internal/command"
@@ -35,6 +36,9 @@ type Restored struct {
 // caller starts the stack again (a reconcile) and runs smoke.
 func Restore(ctx context.Context, o Options, store backup.Store, name string, id age.Identity) (Restored, error) {
 	c := o.Config
+	if err := dataMounted(o); err != nil {
+		return Restored{}, fmt.Errorf("restore: %w; nothing on this host was changed", err)
+	}
 	data := o.path(c.StackDataDir())
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
@@ -48,6 +52,9 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 	m, err := backup.Restore(ctx, store, name, id, staging)
 	if err != nil {
 		return Restored{}, fmt.Errorf("restore: %w; nothing on this host was changed", err)
+	}
+	if d := m.Meta["deployment"]; d != "" && d != o.Deployment {
+		return Restored{}, fmt.Errorf("restore: %s is a backup of deployment %s, not of %s (prefix); nothing on this host was changed", name, d, o.Deployment)
 	}
 	if p := m.Meta["project"]; p != "" && p != c.Compose.Project {
 		return Restored{}, fmt.Errorf("restore: %s is a backup of Compose project %s, not of %s (compose.project); nothing on this host was changed", name, p, c.Compose.Project)
@@ -93,11 +100,15 @@ func (o Options) targets(staging string) ([]target, error) {
 	for _, v := range vols {
 		out = append(out, target{filepath.Join(staging, partData, v.Name()), filepath.Join(o.path(c.StackDataDir()), v.Name())})
 	}
-	for _, p := range []struct{ part, to string }{
+	parts := []struct{ part, to string }{
 		{partStack, c.Bundle.Dir},
 		{partSecrets, c.Secrets.Dir},
 		{partEnv, c.EnvFilePath()},
-	} {
+	}
+	if c.Secrets.File != "" {
+		parts = append(parts, struct{ part, to string }{partOperator, c.Secrets.File})
+	}
+	for _, p := range parts {
 		if _, err := os.Lstat(filepath.Join(staging, p.part)); err == nil {
 			out = append(out, target{filepath.Join(staging, p.part), o.path(p.to)})
 		}
@@ -125,13 +136,16 @@ func stopStack(ctx context.Context, o Options) error {
 }
 
 // replace puts from at to: first beside to (a rename, or a copy when the
-// two are on different filesystems), then the old to is renamed aside
-// and the new one into place, so that to is never half there.
+// two are on different filesystems), then swapped with to in one atomic
+// exchange, so that to is never missing, not even for a kill -9. The old
+// content stays beside it, dot-named so that no backup takes it for a
+// volume of the stack.
 func replace(ctx context.Context, o Options, from, to, stamp string) (aside string, err error) {
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		return "", err
 	}
-	next := to + ".restore-" + stamp
+	dir, base := filepath.Split(to)
+	next := filepath.Join(dir, "."+base+".restore-"+stamp)
 	if err := os.Rename(from, next); err != nil {
 		if !errors.Is(err, syscall.EXDEV) {
 			return "", err
@@ -141,22 +155,24 @@ func replace(ctx context.Context, o Options, from, to, stamp string) (aside stri
 			return "", err
 		}
 	}
-	if _, err := os.Lstat(to); err == nil {
-		aside = to + ".pre-restore-" + stamp
-		if err := os.Rename(to, aside); err != nil {
-			os.RemoveAll(next)
-			return "", err
-		}
+	if _, err := os.Lstat(to); errors.Is(err, os.ErrNotExist) {
+		return "", os.Rename(next, to)
 	}
-	if err := os.Rename(next, to); err != nil {
-		return aside, fmt.Errorf("%w (the previous content is at %s)", err, aside)
+	if err := unix.Renameat2(unix.AT_FDCWD, next, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE); err != nil {
+		os.RemoveAll(next)
+		return "", fmt.Errorf("swap %s into place: %w", to, err)
+	}
+	aside = filepath.Join(dir, "."+base+".pre-restore-"+stamp)
+	if err := os.Rename(next, aside); err != nil {
+		return next, nil // restored; the old content is at next
 	}
 	return aside, nil
 }
 
 // Location reads --from or backup.location into a store and an archive
-// name ("" for the newest); a local path is taken under root.
-func Location(root, s string, s3 backup.S3API) (backup.Store, string, error) {
+// name ("" for the newest); a local path is taken under root. An S3
+// store stages uploads in tmp (a directory on disk, not a RAM /tmp).
+func Location(root, s string, s3 backup.S3API, tmp string) (backup.Store, string, error) {
 	l, err := backup.ParseLocation(strings.TrimSpace(s))
 	if err != nil {
 		return nil, "", err
@@ -167,6 +183,10 @@ func Location(root, s string, s3 backup.S3API) (backup.Store, string, error) {
 	st, err := l.Store(s3)
 	if err != nil {
 		return nil, "", err
+	}
+	if s3s, ok := st.(backup.S3Store); ok {
+		s3s.TempDir = tmp
+		st = s3s
 	}
 	return st, l.Name, nil
 }

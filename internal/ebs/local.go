@@ -72,6 +72,9 @@ func (s *Step) applyLocalDevice(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.notRenamed(ctx, dev); err != nil {
+		return err
+	}
 	uuid, err := s.ensureFilesystem(ctx, s.localName(), dev)
 	if err != nil {
 		return err
@@ -88,6 +91,26 @@ func (s *Step) applyLocalDevice(ctx context.Context) error {
 	}
 	s.uuid, s.lastUUID, s.lastDevice = uuid, uuid, s.cfg.Device
 	return s.ensureOwner()
+}
+
+// notRenamed refuses a blank device where this host's data disk was: a
+// device name (sdb, vdb) can move to another disk between boots, and the
+// blank one now under the name must not be formatted as if it were new.
+func (s *Step) notRenamed(ctx context.Context, dev string) error {
+	sig, err := s.probe(ctx, s.localName(), dev)
+	if err != nil || sig.Type != "" {
+		return err
+	}
+	known := s.lastUUID
+	if line, ok, _ := FstabFor(s.fstabPath(), s.cfg.MountPoint); known == "" && ok {
+		known = line.UUID()
+	}
+	if known == "" {
+		return nil
+	}
+	return retry.PermanentError(fmt.Errorf("volume: volume.device %s (%s) is blank, but this host's data disk had filesystem UUID %s: "+
+		"the device name now points at another disk; set volume.device to the data disk's /dev/disk/by-uuid/%s or /dev/disk/by-id path "+
+		"(or, for a new disk, remove the fstab line for %s)", s.cfg.Device, dev, known, known, s.cfg.MountPoint))
 }
 
 // A directory (volume.kind: directory) on the root disk holds the data on

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -401,5 +402,39 @@ func TestDirectoryIsAFile(t *testing.T) {
 	err := s.Apply(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "acgs") {
 		t.Fatalf("Apply = %v, want an error naming the path", err)
+	}
+}
+
+// The device name moved to another, blank disk (sdb and sdc swapped at
+// boot): the blank one is never formatted in the data disk's place.
+func TestLocalDeviceRenamedToBlankDisk(t *testing.T) {
+	r := newLocalRig(t, config.Volume{FSType: "xfs"})
+	ctx := context.Background()
+	if err := r.step.Apply(ctx); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	memo := r.step.Memo()
+	mustRun(t, "umount", filepath.Join(r.root, "data"))
+	other := loopDevice(t)
+	link := filepath.Join(r.root, "dev", "sdb")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(other, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, withMemo := range []bool{true, false} {
+		r.step = r.fresh(t)
+		if withMemo {
+			r.step.Restore(memo) // the state knows the UUID; without it, fstab does
+		}
+		err := r.step.Apply(ctx)
+		if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "points at another disk") {
+			t.Fatalf("Apply with the name on a blank disk (memo %v): %v", withMemo, err)
+		}
+		// blkid finds nothing (exit 2) on a blank disk.
+		if out, err := exec.Command("blkid", "-p", "-o", "value", "-s", "TYPE", other).Output(); err == nil || len(out) > 0 {
+			t.Fatalf("the blank disk was formatted (%q, %v)", out, err)
+		}
 	}
 }

@@ -109,7 +109,11 @@ func (s *Step) templateFiles(create bool) ([]secretFile, error) {
 	if len(s.o.Templates) == 0 {
 		return nil, nil
 	}
-	data := render.Data{Values: s.values, Hostname: s.o.Hostname, Bcrypt: func(key string) (string, error) {
+	declared := map[string]bool{}
+	for k := range s.o.Vars {
+		declared[k] = true
+	}
+	data := render.Data{Values: s.values, Declared: declared, Hostname: s.o.Hostname, Bcrypt: func(key string) (string, error) {
 		return s.bcrypt(key, create)
 	}}
 	var out []secretFile

@@ -298,10 +298,10 @@ func TestTemplateErrors(t *testing.T) {
 			want:   []string{"templates[0]", "alertmanager/alertmanager.yml.tmpl", `"SMTP_PASSWORD"`, "secret: true"},
 		},
 		{
-			name:   "value of a key that has none",
+			name:   "a key env does not declare",
 			tmpl:   config.Template{Source: "a.tmpl", Target: "a", Secret: true},
 			source: lit(`{{ value "NOT_A_KEY" }}`),
-			want:   []string{"templates[0]", "a.tmpl", `has "NOT_A_KEY"`},
+			want:   []string{"templates[0]", "a.tmpl", `"NOT_A_KEY": not a key of env`},
 		},
 		{
 			name:   "parse error",

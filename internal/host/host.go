@@ -7,7 +7,9 @@ package host
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
@@ -17,6 +19,7 @@ import (
 	"github.com/moby/moby/client"
 	"go.uber.org/zap"
 
+	"github.com/monagent/monagent/internal/atomicfile"
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
 	"github.com/monagent/monagent/internal/envfile"
@@ -92,8 +95,9 @@ func Discover(ctx context.Context, o Options) (*Host, error) {
 }
 
 // identify reads the identity the configuration's cloud calls for. With
-// cloud: auto, a host where instance metadata does not answer is a host
-// off AWS, and the configuration returned says cloud: none.
+// cloud: auto the answer is decided once per host and pinned (PinPath):
+// one slow metadata reply must never turn an instance into a host off AWS
+// for a run, whose secrets, data directory and signal all differ.
 func identify(ctx context.Context, o Options) (imds.Identity, *config.Config, error) {
 	cfg := o.Config
 	switch cfg.Cloud {
@@ -101,18 +105,71 @@ func identify(ctx context.Context, o Options) (imds.Identity, *config.Config, er
 		id, err := imds.Local()
 		return id, cfg, err
 	case config.CloudAuto:
-		id, err := imds.Probe(ctx, imds.NewClient(o.AWS))
-		if err == nil {
-			return id, cfg, nil
-		}
-		o.Log.Info("no instance metadata; running as a host off AWS (cloud: auto)", zap.Error(err))
-		local := *cfg
-		local.Cloud = config.CloudNone
-		id, err = imds.Local()
-		return id, &local, err
+		return identifyAuto(ctx, o)
 	}
 	id, err := imds.Fetch(ctx, imds.NewClient(o.AWS))
 	return id, cfg, err
+}
+
+// PinPath records what cloud: auto found on this host: aws or none.
+const PinPath = "/var/lib/monagent/cloud"
+
+func identifyAuto(ctx context.Context, o Options) (imds.Identity, *config.Config, error) {
+	pinFile := filepath.Join(o.Root, PinPath)
+	cloud := Pinned(o.Root)
+	if cloud == "" {
+		cloud = config.CloudNone
+		if imds.OnEC2(o.Root) {
+			cloud = config.CloudAWS
+		} else if _, err := imds.Probe(ctx, imds.NewClient(o.AWS)); err == nil {
+			cloud = config.CloudAWS
+		} else {
+			o.Log.Info("no instance metadata: a host off AWS (cloud: auto)", zap.Error(err))
+		}
+		if err := (atomicfile.Options{}).WriteFile(pinFile, []byte(cloud+"\n"), 0o644); err != nil {
+			return imds.Identity{}, nil, fmt.Errorf("cloud: auto: record what was found in %s: %w", pinFile, err)
+		}
+		o.Log.Info("cloud: auto decided for this host", zap.String("cloud", cloud), zap.String("pinned_in", pinFile))
+	}
+	resolved := *o.Config
+	resolved.Cloud = cloud
+	if cloud == config.CloudNone {
+		id, err := imds.Local()
+		return id, &resolved, err
+	}
+	id, err := imds.Fetch(ctx, imds.NewClient(o.AWS))
+	if err != nil {
+		err = fmt.Errorf("%w (cloud: auto found instance metadata on this host before, %s; remove that file if the host has left AWS)", err, pinFile)
+	}
+	return id, &resolved, err
+}
+
+// Pinned is the cloud cloud: auto decided on this host, "" when none yet.
+func Pinned(root string) string {
+	b, err := os.ReadFile(filepath.Join(root, PinPath))
+	if err != nil {
+		return ""
+	}
+	switch c := strings.TrimSpace(string(b)); c {
+	case config.CloudAWS, config.CloudNone:
+		return c
+	}
+	return ""
+}
+
+// Resolve is cfg with cloud: auto replaced by what was decided on this
+// host, for the verbs that do not decide it themselves (smoke, doctor).
+func Resolve(root string, cfg *config.Config) *config.Config {
+	if cfg.Cloud != config.CloudAuto {
+		return cfg
+	}
+	c := Pinned(root)
+	if c == "" {
+		return cfg
+	}
+	out := *cfg
+	out.Cloud = c
+	return &out
 }
 
 // New assembles a Host from an identity already known.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -50,9 +51,22 @@ func Local() (Identity, error) {
 // localIP prefers an IPv4 address: it is what the guide's scrapers and
 // curl lines use.
 func localIP() string {
-	addrs, err := net.InterfaceAddrs()
+	ifaces, err := net.Interfaces()
 	if err != nil {
 		return ""
+	}
+	var addrs []net.Addr
+	for _, i := range ifaces {
+		// Container bridges and their veths are this host's own networks,
+		// not an address anyone else reaches it by.
+		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagLoopback != 0 || strings.HasPrefix(i.Name, "docker") ||
+			strings.HasPrefix(i.Name, "br-") || strings.HasPrefix(i.Name, "veth") {
+			continue
+		}
+		a, err := i.Addrs()
+		if err == nil {
+			addrs = append(addrs, a...)
+		}
 	}
 	var v6 string
 	for _, a := range addrs {
@@ -68,4 +82,17 @@ func localIP() string {
 		}
 	}
 	return v6
+}
+
+// OnEC2 reports whether the firmware says this is an EC2 instance: Nitro
+// instances name Amazon EC2 as the vendor, Xen ones carry amazon in the
+// BIOS version; both have an instance id as the board's asset tag or a
+// product UUID starting with ec2.
+func OnEC2(root string) bool {
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(root, "/sys/class/dmi/id", name))
+		return strings.ToLower(strings.TrimSpace(string(b)))
+	}
+	return read("sys_vendor") == "amazon ec2" || strings.Contains(read("bios_version"), "amazon") ||
+		strings.HasPrefix(read("board_asset_tag"), "i-") || strings.HasPrefix(read("product_uuid"), "ec2")
 }

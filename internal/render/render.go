@@ -15,6 +15,10 @@ import (
 type Data struct {
 	// Values are the env keys that have a value.
 	Values map[string]string
+	// Declared are the env keys of the configuration, with a value or
+	// not: a template naming any other key has a typo, which would
+	// otherwise turn a receiver off for ever without a word.
+	Declared map[string]bool
 	// Bcrypt returns the bcrypt hash of a generated password's key.
 	Bcrypt   func(key string) (string, error)
 	Hostname string
@@ -26,9 +30,24 @@ var ErrSecretValue = errors.New("value is only allowed in a template with secret
 // Render executes src, the template called name. With secret false the
 // value function fails: the output is written 0644.
 func Render(name string, src []byte, secret bool, d Data) ([]byte, error) {
+	known := func(fn, key string) error {
+		if d.Declared != nil && !d.Declared[key] {
+			return fmt.Errorf("%s %q: not a key of env; declare it there, or fix the name", fn, key)
+		}
+		return nil
+	}
 	funcs := template.FuncMap{
-		"has": func(key string) bool { _, ok := d.Values[key]; return ok },
+		"has": func(key string) (bool, error) {
+			if err := known("has", key); err != nil {
+				return false, err
+			}
+			_, ok := d.Values[key]
+			return ok, nil
+		},
 		"value": func(key string) (string, error) {
+			if err := known("value", key); err != nil {
+				return "", err
+			}
 			if !secret {
 				return "", fmt.Errorf("value %q: %w", key, ErrSecretValue)
 			}
@@ -39,6 +58,9 @@ func Render(name string, src []byte, secret bool, d Data) ([]byte, error) {
 			return v, nil
 		},
 		"bcrypt": func(key string) (string, error) {
+			if err := known("bcrypt", key); err != nil {
+				return "", err
+			}
 			if _, ok := d.Values[key]; !ok {
 				return "", fmt.Errorf("bcrypt %q: the key has no value here", key)
 			}

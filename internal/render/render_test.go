@@ -189,3 +189,18 @@ func TestValueRefusedBeforeLookup(t *testing.T) {
 		t.Fatalf("Render = %v, want ErrSecretValue", err)
 	}
 }
+
+// A key the configuration does not declare is a typo: an error naming it,
+// never a receiver silently off.
+func TestUndeclaredKey(t *testing.T) {
+	d := Data{Values: map[string]string{"SLACK_WEBHOOK_URL": "x"}, Declared: map[string]bool{"SLACK_WEBHOOK_URL": true}}
+	for _, src := range []string{`{{ if has "SLACK_WEBHOOK" }}on{{ end }}`, `{{ value "SLACK_WEBHOOK" }}`, `{{ bcrypt "SLACK_WEBHOOK" }}`} {
+		_, err := Render("alertmanager.yml.tmpl", []byte(src), true, d)
+		if err == nil || !strings.Contains(err.Error(), `"SLACK_WEBHOOK": not a key of env`) {
+			t.Errorf("%s: error %v, want one naming the undeclared key", src, err)
+		}
+	}
+	if out, err := Render("t", []byte(`{{ if has "SLACK_WEBHOOK_URL" }}on{{ end }}`), false, d); err != nil || string(out) != "on" {
+		t.Errorf("a declared key: %q, %v", out, err)
+	}
+}

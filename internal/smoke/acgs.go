@@ -58,6 +58,9 @@ func (r *runner) acgsEndpoints(ctx context.Context) []Check {
 	c := r.o.Config
 	probes := []probe{
 		{category: Endpoints, name: "prometheus /-/healthy", try: func(ctx context.Context) (string, error) {
+			if scheme(c.PrometheusURL) != "TLS" {
+				return "", fmt.Errorf("smoke.prometheus_url %s is not https: the acgs profile serves Prometheus over TLS only", c.PrometheusURL)
+			}
 			if err := r.refusesAnonymous(ctx, c.PrometheusURL+"/-/healthy"); err != nil {
 				return "", err
 			}
@@ -70,8 +73,11 @@ func (r *runner) acgsEndpoints(ctx context.Context) []Check {
 			return figure("took", time.Since(start), grafanaHealthTarget), err
 		}},
 		{category: Endpoints, name: "alertmanager /-/healthy", try: func(ctx context.Context) (string, error) {
+			if err := r.refusesAnonymous(ctx, c.AlertmanagerURL+"/-/healthy"); err != nil {
+				return "", err
+			}
 			_, err := r.getAuth(ctx, c.AlertmanagerURL+"/-/healthy")
-			return "200 over " + scheme(c.AlertmanagerURL), err
+			return "200 over " + scheme(c.AlertmanagerURL) + " with basic auth; 401 without", err
 		}},
 	}
 	return r.all(ctx, probes)
@@ -113,6 +119,9 @@ func (r *runner) acgsPrometheus(ctx context.Context) []Check {
 			}
 			if len(res) == 0 {
 				return "", errors.New("the up query returned no series: Prometheus scrapes nothing")
+			}
+			if up == 0 {
+				return "", fmt.Errorf("%d targets, none up: check the scrape jobs' TLS and credentials (Prometheus /targets)", len(res))
 			}
 			return fmt.Sprintf("%d targets, %d up", len(res), up), nil
 		}},

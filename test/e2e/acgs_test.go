@@ -342,6 +342,9 @@ func TestACGSOffAWS(t *testing.T) {
 	if !strings.Contains(rr.stdout, "passed") {
 		t.Errorf("restore did not report smoke:\n%s", rr.stdout)
 	}
+	if am := readFile(t, fresh.path("opt/acgs-1/monitoring/alertmanager/alertmanager.yml")); !strings.Contains(am, "name: slack") {
+		t.Error("the operator's Slack webhook did not come back with the restore")
+	}
 	freshEnv := readEnv(t, fresh.path("etc/acgs/monitoring.env"))
 	if !mapsEqual(freshEnv, env) {
 		t.Error("the fresh host's secrets are not the restored ones")
