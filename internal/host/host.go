@@ -126,7 +126,12 @@ func identifyAuto(ctx context.Context, o Options) (imds.Identity, *config.Config
 		} else {
 			o.Log.Info("no instance metadata: a host off AWS (cloud: auto)", zap.Error(err))
 		}
-		if err := (atomicfile.Options{}).WriteFile(pinFile, []byte(cloud+"\n"), 0o644); err != nil {
+		// The state's directory: 0700, as the state store makes it.
+		err := os.MkdirAll(filepath.Dir(pinFile), 0o700)
+		if err == nil {
+			err = (atomicfile.Options{}).WriteFile(pinFile, []byte(cloud+"\n"), 0o644)
+		}
+		if err != nil {
 			return imds.Identity{}, nil, fmt.Errorf("cloud: auto: record what was found in %s: %w", pinFile, err)
 		}
 		o.Log.Info("cloud: auto decided for this host", zap.String("cloud", cloud), zap.String("pinned_in", pinFile))

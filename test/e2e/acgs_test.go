@@ -295,8 +295,13 @@ func TestACGSOffAWS(t *testing.T) {
 	// Metrics written before the backup.
 	prom := newPromClient(t, h.root, "https://127.0.0.1:9090", env, "")
 	waitUntil(t, time.Minute, "Prometheus has scraped itself", func() bool { return prom.valueAt(`up{job="prometheus"}`, time.Now()) == 1 })
-	written := time.Now().Add(-time.Second)
-	marker := prom.valueAt(`prometheus_tsdb_head_series`, written)
+	var written time.Time
+	var marker float64
+	waitUntil(t, time.Minute, "a sample to compare after the restore", func() bool {
+		written = time.Now()
+		marker = prom.valueAt(`prometheus_tsdb_head_series`, written)
+		return marker > 0
+	})
 
 	b := h.must("backup")
 	t.Logf("%s (%v)", strings.TrimSpace(b.stdout), b.elapsed)
