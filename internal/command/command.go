@@ -55,6 +55,11 @@ type Cmd struct {
 	// Quiet is a probe run again and again while waiting: it is logged at
 	// debug, its failures too, since the wait reports the outcome.
 	Quiet bool
+	// Background runs the command, and all it starts, at a lower CPU and
+	// I/O priority (nice 10, best-effort I/O level 7): work off the
+	// critical path (a package install beside the volume's mkfs) yields
+	// to work on it whenever both want the machine.
+	Background bool
 }
 
 // New is a Cmd with the default timeout.
@@ -178,7 +183,7 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 
 	start := time.Now()
-	err = cmd.Run()
+	err = run(cmd, c.Background, log)
 	if cctx.Err() != nil && cmd.Process != nil {
 		// Stopped or timed out: nothing it started may outlive it.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -210,6 +215,35 @@ func (r Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 		zap.Duration("duration", time.Since(start)), zap.String("stderr", cerr.Stderr), zap.String("stdout", cerr.Stdout))
 	return res, cerr
 }
+
+// run is cmd.Run, lowering the priority of the command's process group
+// right after it starts when background is set: what it starts later
+// (dpkg under apt-get) inherits it.
+func run(cmd *exec.Cmd, background bool, log *zap.Logger) error {
+	if !background {
+		return cmd.Run()
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	pid := cmd.Process.Pid
+	if err := syscall.Setpriority(syscall.PRIO_PGRP, pid, backgroundNice); err != nil {
+		log.Debug("could not lower the command's CPU priority", zap.Error(err))
+	}
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOPRIO_SET, ioprioWhoPgrp, uintptr(pid), ioprioBestEffortLowest); errno != 0 {
+		log.Debug("could not lower the command's I/O priority", zap.Error(errno))
+	}
+	return cmd.Wait()
+}
+
+// Background priorities: nice 10, and the best-effort I/O class at its
+// lowest level (class 2 << 13 | level 7), never the idle class, which a
+// busy disk could starve for ever.
+const (
+	backgroundNice         = 10
+	ioprioWhoPgrp          = 2
+	ioprioBestEffortLowest = 2<<13 | 7
+)
 
 func (r Exec) redact(s string) string {
 	if r.Redact == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +183,34 @@ func TestUninterruptibleWritesToFiles(t *testing.T) {
 		if string(res.Stdout) != "1 "+tt.want+"\n" || string(res.Stderr) != "2 "+tt.want+"\n" {
 			t.Errorf("uninterruptible=%t: stdout %q stderr %q, want both on a %s", tt.uninterruptible, res.Stdout, res.Stderr, tt.want)
 		}
+	}
+}
+
+// A background command, and what it starts after it, runs 10 nicer than
+// the agent and at the lowest best-effort I/O level.
+func TestBackgroundPriority(t *testing.T) {
+	probe := func(bg bool) (nice int, io string) {
+		t.Helper()
+		res, err := Exec{}.Run(context.Background(), Cmd{Name: "sh", Args: []string{"-c", "sleep 0.3; nice; ionice"}, Background: bg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitN(strings.TrimSpace(string(res.Stdout)), "\n", 2)
+		if len(lines) != 2 {
+			t.Fatalf("nice; ionice printed %q", res.Stdout)
+		}
+		n, err := strconv.Atoi(lines[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, lines[1]
+	}
+	base, _ := probe(false)
+	nice, io := probe(true)
+	if want := min(base+10, 19); nice != want {
+		t.Errorf("background command at nice %d, want %d (the agent's %d + 10)", nice, want, base)
+	}
+	if io != "best-effort: prio 7" {
+		t.Errorf("background command's I/O priority %q, want best-effort: prio 7", io)
 	}
 }

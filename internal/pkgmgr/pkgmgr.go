@@ -112,6 +112,9 @@ func (m *Manager) Install(ctx context.Context, pkgs ...string) error {
 		cmds = []command.Cmd{{Name: "dnf", Args: append([]string{"-y", "install"}, pkgs...), Timeout: installTimeout}}
 	}
 	for _, c := range cmds {
+		// An install (Docker's) runs beside the volume, off the critical
+		// path to the signal: it yields the machine to mkfs and mount.
+		c.Background = true
 		if _, err := m.Run.Run(ctx, c); err != nil {
 			return fmt.Errorf("packages: install %s: %w", strings.Join(pkgs, " "), err)
 		}
