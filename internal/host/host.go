@@ -191,7 +191,10 @@ func New(o Options, id imds.Identity, cfg *config.Config, awsCfg aws.Config) (*H
 		cfg = localKeys(cfg)
 	}
 	kept := &secretgen.Store{Dir: filepath.Join(root, cfg.Secrets.Dir)}
-	var params envfile.Params = ssmparam.New(ssm.NewFromConfig(awsCfg), o.Secrets)
+	// One store for every SSM read: the run's up-front batched read
+	// serves the env step too.
+	store := ssmparam.New(ssm.NewFromConfig(awsCfg), o.Secrets)
+	var params envfile.Params = store
 	if cfg.Local() {
 		params = &localparam.Store{File: filepath.Join(root, cfg.Secrets.File), Kept: kept, Secrets: o.Secrets}
 		if cfg.Secrets.File == "" {
@@ -208,7 +211,7 @@ func New(o Options, id imds.Identity, cfg *config.Config, awsCfg aws.Config) (*H
 		// A bundle object without a stored checksum is normal (the size
 		// and ETag are checked); the SDK would warn once per object.
 		S3:      s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.DisableLogOutputChecksumValidationSkipped = true }),
-		Params:  ssmparam.New(ssm.NewFromConfig(awsCfg), o.Secrets),
+		Params:  store,
 		Values:  params,
 		Kept:    kept,
 		Docker:  docker,
