@@ -84,6 +84,11 @@ type Step struct {
 	warning string
 
 	installed map[string]file // rel -> file, from the memo and then the sync
+
+	// version is bundle.version_parameter's value read this run;
+	// lastVersion the one the installed files were listed at.
+	version, lastVersion string
+	versionRead          bool
 }
 
 // New returns the step.
@@ -109,12 +114,13 @@ func (s *Step) Restore(memo map[string]string) {
 	if err := json.Unmarshal([]byte(memo["files"]), &s.installed); err != nil {
 		s.installed = map[string]file{}
 	}
+	s.lastVersion = memo["version"]
 }
 
 // Memo implements engine.Memoizer.
 func (s *Step) Memo() map[string]string {
 	b, _ := json.Marshal(s.installed)
-	return map[string]string{"bucket": s.bucket, "files": string(b)}
+	return map[string]string{"bucket": s.bucket, "files": string(b), "version": s.lastVersion}
 }
 
 // Warning implements engine.Warner.
@@ -138,7 +144,7 @@ func (s *Step) Fingerprint(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.Join(append([]string{bucket, s.o.Config.KeyPrefix, s.o.Config.Dir}, s.keep...), "|"), nil
+	return strings.Join(append([]string{bucket, s.o.Config.KeyPrefix, s.o.Config.Dir, s.o.Config.VersionParameter}, s.keep...), "|"), nil
 }
 
 // Check passes when the listing's ETags are those last installed and every
@@ -146,6 +152,9 @@ func (s *Step) Fingerprint(ctx context.Context) (string, error) {
 // the files are intact, that is a warning, not a failure.
 func (s *Step) Check(ctx context.Context) (bool, error) {
 	intact := s.intact()
+	if s.unchangedVersion(ctx) && intact && len(s.installed) > 0 {
+		return true, nil
+	}
 	listing, err := s.list(ctx)
 	if err != nil {
 		if retry.Unreachable(err) && intact && len(s.installed) > 0 {
@@ -166,7 +175,36 @@ func (s *Step) Check(ctx context.Context) (bool, error) {
 			return false, nil
 		}
 	}
+	s.lastVersion = s.version
 	return true, nil
+}
+
+// unchangedVersion reads bundle.version_parameter (from the run's
+// up-front batched read) and reports whether it is the value the
+// installed files were listed at. Any doubt (no parameter, not readable)
+// is a change: the bucket is listed.
+func (s *Step) unchangedVersion(ctx context.Context) bool {
+	s.readVersion(ctx)
+	return s.version != "" && s.version == s.lastVersion
+}
+
+// readVersion reads bundle.version_parameter once per run, before the
+// bucket is listed: an upload after the read bumps it again.
+func (s *Step) readVersion(ctx context.Context) {
+	name := s.o.Config.VersionParameter
+	if name == "" || s.o.Config.Source != "" || s.versionRead {
+		return
+	}
+	s.versionRead = true
+	p, err := s.o.Params.Get(ctx, name)
+	if err != nil {
+		s.o.Log.Info("bundle version parameter not read; listing the bucket", zap.String("parameter", name), zap.Error(err))
+		return
+	}
+	// Kept as a digest: the memo passes the redactor, which would mask a
+	// value read as a SecureString, and the value itself says nothing.
+	sum := sha256.Sum256([]byte(strings.TrimSpace(p.Value)))
+	s.version = hex.EncodeToString(sum[:])
 }
 
 // intact reports whether every installed file is on disk as installed.
@@ -184,6 +222,7 @@ func (s *Step) intact() bool {
 // Apply downloads what changed into staging, then renames it into place
 // and removes what the bundle no longer holds.
 func (s *Step) Apply(ctx context.Context) error {
+	s.readVersion(ctx)
 	listing, err := s.list(ctx)
 	if err != nil {
 		return err
@@ -221,6 +260,9 @@ func (s *Step) Apply(ctx context.Context) error {
 		return err
 	}
 	s.installed = next
+	// The version read before the listing: an upload after it bumps the
+	// parameter again, and the next run lists.
+	s.lastVersion = s.version
 	s.o.Log.Info("bundle installed", zap.String("bucket", s.bucket), zap.String("dir", s.dir()),
 		zap.Int("files", len(next)), zap.Strings("changed", changed))
 	return nil

@@ -975,3 +975,79 @@ func TestPrefixWithoutSlash(t *testing.T) {
 		t.Errorf("prometheus.yml = %q", got)
 	}
 }
+
+// With bundle.version_parameter, a converged run does not list the bucket
+// while the parameter and the installed files are unchanged; a bumped
+// parameter, or a file changed on the host, lists it again.
+func TestVersionParameterSparesTheListing(t *testing.T) {
+	const versionParam = "/monitoring-test/bundle/version"
+	r := newRig(t)
+	r.cfg.VersionParameter = versionParam
+	r.params.values[versionParam] = "v1"
+	r.seed(map[string]string{"scripts/docker-compose.yml": "services: {}\n", "scripts/prometheus/prometheus.yml": "global: {}\n"})
+	memo := r.converge(nil)
+	if memo["version"] == "" || strings.Contains(memo["version"], "v1") {
+		t.Fatalf("memo version = %q, want v1's digest", memo["version"])
+	}
+	lists := r.count("ListObjectsV2")
+
+	check := func(want bool) {
+		t.Helper()
+		s := r.step(memo)
+		ok, err := s.Check(context.Background())
+		if err != nil || ok != want {
+			t.Fatalf("Check = %v, %v; want %v", ok, err, want)
+		}
+	}
+	check(true)
+	if n := r.count("ListObjectsV2"); n != lists {
+		t.Fatalf("a converged run with the same version listed the bucket (%d lists, was %d)", n, lists)
+	}
+
+	// An upload, then the bump: the next run lists and installs it.
+	r.put("scripts/prometheus/prometheus.yml", "global: {scrape_interval: 15s}\n")
+	check(true) // not bumped yet: the bucket is not asked
+	r.params.values[versionParam] = "v2"
+	check(false)
+	memo = r.converge(memo)
+	if got := readFile(t, r.path("prometheus/prometheus.yml")); !strings.Contains(got, "15s") {
+		t.Errorf("the new bundle was not installed: %q", got)
+	}
+	if v1 := memo["version"]; v1 == "" {
+		t.Errorf("memo version empty after v2 was installed")
+	}
+
+	// A file changed on the host: listed and repaired whatever the version.
+	r.write("docker-compose.yml", "tampered\n")
+	lists = r.count("ListObjectsV2")
+	check(false)
+	if r.count("ListObjectsV2") == lists {
+		t.Error("a changed file did not make the run list the bucket")
+	}
+
+	// No such parameter: the bucket is listed, as without one.
+	delete(r.params.values, versionParam)
+	memo = r.converge(memo)
+	lists = r.count("ListObjectsV2")
+	check(true)
+	if r.count("ListObjectsV2") == lists {
+		t.Error("without the parameter a run did not list the bucket")
+	}
+}
+
+// A first run applies without a Check (nothing installed yet): it still
+// records the version, so the next run does not list the bucket.
+func TestVersionRecordedByApplyAlone(t *testing.T) {
+	const versionParam = "/monitoring-test/bundle/version"
+	r := newRig(t)
+	r.cfg.VersionParameter = versionParam
+	r.params.values[versionParam] = "v7"
+	r.seed(map[string]string{"scripts/docker-compose.yml": "services: {}\n"})
+	s := r.step(nil)
+	if err := s.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Memo()["version"]; v == "" {
+		t.Error("no version in the memo after Apply alone")
+	}
+}

@@ -90,6 +90,9 @@ func (c *Config) Parameters() []string {
 	if c.Bundle.Bucket == "" && c.Bundle.Source == "" {
 		names = append(names, c.Bundle.BucketParameter)
 	}
+	if v := c.Bundle.VersionParameter; v != "" && c.Bundle.Source == "" {
+		names = append(names, v)
+	}
 	for _, v := range c.Env {
 		if v.Parameter != "" {
 			names = append(names, v.Parameter)

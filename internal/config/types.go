@@ -94,6 +94,10 @@ type Bundle struct {
 	// Source, when set, is a local directory the bundle is copied from
 	// instead of S3.
 	Source string `yaml:"source"`
+	// VersionParameter, when set, is an SSM parameter whose value changes
+	// when the bundle does (bumped after the upload): while it and the
+	// installed files are unchanged, a run does not list the bucket.
+	VersionParameter string `yaml:"version_parameter"`
 	// Keep lists paths under Dir that the bundle never deletes or
 	// overwrites, beyond .env and the secret files, which are always kept.
 	Keep []string `yaml:"keep"`

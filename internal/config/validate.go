@@ -230,6 +230,12 @@ func (k *checker) bundle() {
 	if b.BucketParameter != "" {
 		k.parameter("bundle.bucket_parameter", b.BucketParameter)
 	}
+	if v := b.VersionParameter; v != "" {
+		k.parameter("bundle.version_parameter", v)
+		if b.Source != "" {
+			k.fail("bundle.version_parameter", v, "is set together with bundle.source", `"": a local bundle is not listed from S3`)
+		}
+	}
 	if strings.HasPrefix(b.KeyPrefix, "/") {
 		k.fail("bundle.key_prefix", b.KeyPrefix, "starts with a slash", "a key prefix without a leading slash, such as scripts/")
 	}

@@ -55,12 +55,12 @@ func Render(name string, src []byte, secret bool, d Data) ([]byte, error) {
 
 // node is text, an output action, or an if with its branches.
 type node struct {
-	line     int
-	text     string   // text, when action is nil
-	action   []string // words: a function and its argument, or a literal
-	literal  bool     // action[0] is a string literal's value
-	cond     []string // an if's condition
-	then     []node
+	line      int
+	text      string   // text, when action is nil
+	action    []string // words: a function and its argument, or a literal
+	literal   bool     // action[0] is a string literal's value
+	cond      []string // an if's condition
+	then      []node
 	otherwise []node
 }
 

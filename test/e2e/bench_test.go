@@ -49,6 +49,11 @@ func BenchmarkBoot(b *testing.B) {
 // reconciles after it measured.
 func benchHost(b *testing.B) (float64, noop) {
 	h, _ := newLightHost(b, "bench", faultScenario(lightBundle(b, "bench\n"), 0, 0), "bench-Secret-1")
+	// The bundle's version parameter, bumped by whoever uploads a bundle:
+	// a converged run then asks SSM, in its one batched read, instead of
+	// listing the bucket.
+	putParameter(b, h, "/monitoring-production/bundle/version", "bundle-upload-20261123T070000Z", true)
+	writeFile(b, h.config, readFile(b, h.config)+"bundle:\n  version_parameter: /{prefix}/bundle/version\n")
 	cmd := h.command(nil, "bootstrap")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
