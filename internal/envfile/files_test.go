@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -581,4 +582,29 @@ func TestBcryptMemo(t *testing.T) {
 		t.Error("web.yml's hash is not the new password's")
 	}
 	r.rerun(s.Memo(), kept)
+}
+
+// compose.env_file moved: the next run writes the new file and removes the
+// old one, secrets and all.
+func TestEnvFileMoved(t *testing.T) {
+	r := newFilesRig(t)
+	lit := "v"
+	r.o.Vars = map[string]config.EnvVar{
+		"PW":   {Parameter: "PW", Generate: config.GenerateBase64},
+		"USER": {Value: &lit},
+	}
+	first := r.converge(nil)
+	old := first.Path()
+	if _, err := os.Stat(old); err != nil {
+		t.Fatal(err)
+	}
+	r.o.EnvFile = "/etc/acgs/monitoring.env"
+	s := r.converge(first.Memo())
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the old environment file %s is still there: %v", old, err)
+	}
+	if got := parse(t, mustRead(t, s.Path())); got["PW"] == "" || got["USER"] != "v" {
+		t.Errorf("the moved environment file holds %v", got)
+	}
+	r.rerun(s.Memo(), s.Path())
 }

@@ -87,6 +87,9 @@ type Step struct {
 	// in this run; lastHashes is the keyed digest of the last run's.
 	verified   map[string]string
 	lastHashes string
+	// lastPath is where the last run wrote the environment file: when
+	// compose.env_file moves, the old file and its secrets go.
+	lastPath string
 }
 
 // New returns the step.
@@ -114,13 +117,15 @@ func (s *Step) filePath(rel string) string { return filepath.Join(s.o.Root, s.o.
 func (s *Step) Restore(memo map[string]string) {
 	s.lastEnvSum, s.lastFilesSum = memo["env_hmac"], memo["files_hmac"]
 	s.lastHashes = memo["bcrypt_hmac"]
+	s.lastPath = memo["env_path"]
 }
 
 // Memo implements engine.Memoizer: keyed digests of what was written,
 // never the values, nor a bare hash one could test guesses against.
 func (s *Step) Memo() map[string]string {
 	sum, _ := s.sumFile(s.Path())
-	return map[string]string{"env_hmac": sum, "files_hmac": s.filesSum(), "bcrypt_hmac": s.hashesSum()}
+	return map[string]string{"env_hmac": sum, "files_hmac": s.filesSum(), "bcrypt_hmac": s.hashesSum(),
+		"env_path": s.Path()}
 }
 
 // filesSum digests the secret files as they are on disk.
@@ -238,6 +243,9 @@ func (s *Step) Apply(ctx context.Context) error {
 	if err := writeIfDifferent(s.Path(), env, 0o600, 0, 0); err != nil {
 		return err
 	}
+	if err := s.removeMoved(); err != nil {
+		return err
+	}
 	files, err := s.files(true)
 	if err != nil {
 		return err
@@ -252,6 +260,21 @@ func (s *Step) Apply(ctx context.Context) error {
 			return fmt.Errorf("env: remove %s, whose parameter is gone: %w", rel, err)
 		}
 	}
+	return nil
+}
+
+// removeMoved removes the environment file the last run wrote elsewhere:
+// left behind, its secrets would outlive their rotation, and a hand-run
+// `docker compose up` in the stack directory would read it.
+func (s *Step) removeMoved() error {
+	old := s.lastPath
+	if old == "" || old == s.Path() {
+		return nil
+	}
+	if err := os.Remove(old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("env: remove %s, the environment file before compose.env_file moved: %w", old, err)
+	}
+	s.o.Log.Info("environment file moved; the old one removed", zap.String("old", old), zap.String("new", s.Path()))
 	return nil
 }
 
