@@ -63,7 +63,14 @@ func start(t *testing.T, scenario string) *env {
 		if err := e.close(); err != nil {
 			t.Error(err)
 		}
-		if loops := loopsUnder(t, e.dataDir); len(loops) > 0 {
+		// A detach the kernel defers while something (udev, a blkid
+		// probe) still holds the device open ends moments later: a leak
+		// is a device still there after that.
+		loops := loopsUnder(t, e.dataDir)
+		for deadline := time.Now().Add(5 * time.Second); len(loops) > 0 && time.Now().Before(deadline); loops = loopsUnder(t, e.dataDir) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(loops) > 0 {
 			t.Errorf("leaked loop devices: %v", loops)
 		}
 	})
