@@ -173,7 +173,7 @@ func runRestore(cmd *cobra.Command, g *globals, from, identityFile string, stdou
 		return usageError(fmt.Errorf("--from: %w", err))
 	}
 	if name == "" {
-		if name, err = dr.Latest(ctx, store, h.Config.Prefix); err != nil {
+		if name, err = backup.Latest(ctx, store, h.Config.Prefix); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
 	}

@@ -23,7 +23,7 @@
 //	Unpack(ctx, r, identity, dir) (Manifest, error)         // verify and extract into an empty dir
 //	NewIdentity() / ParseIdentity(s)                        // the X25519 key
 //	ArchiveName(host, t) / ParseArchiveName(name)           // monagent-backup-<host>-<UTC time>.tar.gz.age
-//	Store: LocalStore, S3Store; Prune(ctx, s, keep); Latest(ctx, s)
+//	Store: LocalStore, S3Store; Prune(ctx, s, host, keep); Latest(ctx, s, host)
 //	Save(ctx, s, name, ...) / Restore(ctx, s, name, ...)    // Pack into a store, Unpack from one
 //	ParseLocation(s)                                        // an absolute path or s3://bucket/prefix/, for a store or one archive
 //
@@ -169,11 +169,16 @@ var (
 // monagent-backup-ip-10-0-1-10-20261123T060000Z.tar.gz.age. Characters of
 // host outside [A-Za-z0-9.-] become "-"; an empty host becomes "unknown".
 func ArchiveName(host string, t time.Time) string {
+	return namePrefix + nameHost(host) + "-" + t.UTC().Format(timeLayout) + nameSuffix
+}
+
+// nameHost is host as archive names carry it.
+func nameHost(host string) string {
 	h := strings.Trim(hostUnsafeRE.ReplaceAllString(host, "-"), "-")
 	if h == "" {
-		h = "unknown"
+		return "unknown"
 	}
-	return namePrefix + h + "-" + t.UTC().Format(timeLayout) + nameSuffix
+	return h
 }
 
 // ParseArchiveName returns the host and time an archive name holds; ok is

@@ -75,18 +75,18 @@ func Restore(ctx context.Context, s Store, name string, id age.Identity, dir str
 	return m, nil
 }
 
-// Prune deletes all but the newest keep archives of s (by the time in
-// their names, whatever the host: a replaced instance's archives count),
-// and returns the names it deleted, also on error.
-func Prune(ctx context.Context, s Store, keep int) (deleted []string, err error) {
+// Prune deletes all but the newest keep archives of s named for host (by
+// the time in their names), and returns the names it deleted, also on
+// error. Archives of other hosts in the same store are never touched:
+// two deployments may share a location.
+func Prune(ctx context.Context, s Store, host string, keep int) (deleted []string, err error) {
 	if keep < 1 {
 		return nil, fmt.Errorf("prune: keep is %d: it must be at least 1, or every backup would be deleted (set the retention count to 1 or more)", keep)
 	}
-	names, err := s.List(ctx)
+	names, err := listOf(ctx, s, host)
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
-	names = sortArchives(names)
 	for _, name := range names[:max(0, len(names)-keep)] {
 		if err := s.Delete(ctx, name); err != nil {
 			return deleted, fmt.Errorf("prune: %w", err)
@@ -96,16 +96,29 @@ func Prune(ctx context.Context, s Store, keep int) (deleted []string, err error)
 	return deleted, nil
 }
 
-// Latest is the name of the newest archive of s.
-func Latest(ctx context.Context, s Store) (string, error) {
-	names, err := s.List(ctx)
+// Latest is the name of the newest archive of s named for host.
+func Latest(ctx context.Context, s Store, host string) (string, error) {
+	names, err := listOf(ctx, s, host)
 	if err != nil {
 		return "", err
 	}
 	if len(names) == 0 {
-		return "", fmt.Errorf("no backups in %v: %w", s, fs.ErrNotExist)
+		return "", fmt.Errorf("no backups of %s in %v: %w", nameHost(host), s, fs.ErrNotExist)
 	}
-	return sortArchives(names)[len(names)-1], nil
+	return names[len(names)-1], nil
+}
+
+// listOf is the archives of s named for host, oldest first.
+func listOf(ctx context.Context, s Store, host string) ([]string, error) {
+	names, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := nameHost(host)
+	return slices.DeleteFunc(sortArchives(names), func(n string) bool {
+		h, _, _ := ParseArchiveName(n)
+		return h != want
+	}), nil
 }
 
 // sortArchives keeps the archive names of names, oldest first: by the time

@@ -22,18 +22,15 @@ import (
 	"github.com/monagent/monagent/rig/awssim/simtest"
 )
 
-// storeNames are five archive names, oldest first. The host changes on
-// the way, as when an instance is replaced: the names do not sort by
-// their text, only by their time.
+// storeHost names the archives storeNames makes.
+const storeHost = "acgs"
+
+// storeNames are five archive names of storeHost, oldest first.
 func storeNames() []string {
 	base := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
 	var names []string
 	for i := range 5 {
-		host := "old-host"
-		if i >= 2 {
-			host = "new-host"
-		}
-		names = append(names, ArchiveName(host, base.Add(time.Duration(i)*24*time.Hour)))
+		names = append(names, ArchiveName(storeHost, base.Add(time.Duration(i)*24*time.Hour)))
 	}
 	return names
 }
@@ -76,20 +73,20 @@ func testStore(t *testing.T, s Store, junk func(t *testing.T)) {
 	list(t, s, names)
 
 	for _, keep := range []int{0, -1} {
-		if _, err := Prune(ctx, s, keep); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("keep is %d", keep)) || !strings.Contains(err.Error(), "at least 1") {
+		if _, err := Prune(ctx, s, storeHost, keep); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("keep is %d", keep)) || !strings.Contains(err.Error(), "at least 1") {
 			t.Errorf("Prune(keep %d): %v; want an error naming the value and the fix", keep, err)
 		}
 	}
 	list(t, s, names)
-	deleted, err := Prune(ctx, s, 2)
+	deleted, err := Prune(ctx, s, storeHost, 2)
 	if err != nil || !slices.Equal(deleted, names[:3]) {
 		t.Errorf("Prune(keep 2) = %v, %v; want %v", deleted, err, names[:3])
 	}
 	list(t, s, names[3:])
-	if deleted, err := Prune(ctx, s, 2); err != nil || len(deleted) != 0 {
+	if deleted, err := Prune(ctx, s, storeHost, 2); err != nil || len(deleted) != 0 {
 		t.Errorf("Prune again = %v, %v; want nothing deleted", deleted, err)
 	}
-	if got, err := Latest(ctx, s); err != nil || got != names[4] {
+	if got, err := Latest(ctx, s, storeHost); err != nil || got != names[4] {
 		t.Errorf("Latest = %q, %v; want %q", got, err, names[4])
 	}
 	if err := s.Delete(ctx, names[0]); err != nil {

@@ -162,19 +162,25 @@ func (r *rig) write(rel, content string) {
 // Check, Apply, and Check again to confirm. It returns the memo to keep.
 func (r *rig) converge(memo map[string]string) map[string]string {
 	r.t.Helper()
-	s := r.step(memo)
+	return applyRun(r.t, r.step(memo))
+}
+
+// applyRun is one run of s that applies: Fingerprint, Check, Apply, and
+// Check to confirm. It returns the memo to keep.
+func applyRun(t *testing.T, s *Step) map[string]string {
+	t.Helper()
 	ctx := context.Background()
 	if _, err := s.Fingerprint(ctx); err != nil {
-		r.t.Fatalf("Fingerprint: %v", err)
+		t.Fatalf("Fingerprint: %v", err)
 	}
 	if _, err := s.Check(ctx); err != nil {
-		r.t.Fatalf("Check: %v", err)
+		t.Fatalf("Check: %v", err)
 	}
 	if err := s.Apply(ctx); err != nil {
-		r.t.Fatalf("Apply: %v", err)
+		t.Fatalf("Apply: %v", err)
 	}
 	if ok, err := s.Check(ctx); err != nil || !ok {
-		r.t.Fatalf("Check after Apply = %v, %v; want true", ok, err)
+		t.Fatalf("Check after Apply = %v, %v; want true", ok, err)
 	}
 	return s.Memo()
 }

@@ -80,21 +80,7 @@ func (r *localRig) step(memo map[string]string) *Step {
 // converge is one run that applies: Fingerprint, Check, Apply, Check.
 func (r *localRig) converge(memo map[string]string) map[string]string {
 	r.t.Helper()
-	s := r.step(memo)
-	ctx := context.Background()
-	if _, err := s.Fingerprint(ctx); err != nil {
-		r.t.Fatalf("Fingerprint: %v", err)
-	}
-	if _, err := s.Check(ctx); err != nil {
-		r.t.Fatalf("Check: %v", err)
-	}
-	if err := s.Apply(ctx); err != nil {
-		r.t.Fatalf("Apply: %v", err)
-	}
-	if ok, err := s.Check(ctx); err != nil || !ok {
-		r.t.Fatalf("Check after Apply = %v, %v; want true", ok, err)
-	}
-	return s.Memo()
+	return applyRun(r.t, r.step(memo))
 }
 
 var acgsBundle = map[string]string{

@@ -131,7 +131,7 @@ func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient
 		res.Bytes += e.Size
 	}
 	o.Log.Info("backup stored", zap.String("archive", res.Name), zap.String("store", res.Store), zap.Int("entries", res.Entries))
-	res.Pruned, err = prune(ctx, store, o.Deployment, c.Backup.Keep)
+	res.Pruned, err = backup.Prune(ctx, store, o.Deployment, c.Backup.Keep)
 	if err != nil {
 		return res, fmt.Errorf("backup stored as %s, but old archives were not pruned: %w", res.Name, err)
 	}
@@ -149,60 +149,6 @@ func dataMounted(o Options) error {
 		return fmt.Errorf("the data volume is not mounted at %s (%v): run `monagent reconcile --until volume` first", mp, err)
 	}
 	return nil
-}
-
-// prune deletes all but the newest keep archives of deployment.
-func prune(ctx context.Context, store backup.Store, deployment string, keep int) ([]string, error) {
-	names, err := own(ctx, store, deployment)
-	if err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
-	var deleted []string
-	for _, n := range names[:max(0, len(names)-keep)] {
-		if err := store.Delete(ctx, n); err != nil {
-			return deleted, fmt.Errorf("prune: %w", err)
-		}
-		deleted = append(deleted, n)
-	}
-	return deleted, nil
-}
-
-// own lists deployment's archives in store, oldest first.
-func own(ctx context.Context, store backup.Store, deployment string) ([]string, error) {
-	names, err := store.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	want := backup.ArchiveName(deployment, time.Time{})
-	want = want[:strings.LastIndex(want, "-")]
-	type archive struct {
-		name string
-		at   time.Time
-	}
-	var out []archive
-	for _, n := range names {
-		if host, at, ok := backup.ParseArchiveName(n); ok && "monagent-backup-"+host == want {
-			out = append(out, archive{n, at})
-		}
-	}
-	slices.SortFunc(out, func(a, b archive) int { return a.at.Compare(b.at) })
-	list := make([]string, len(out))
-	for i, a := range out {
-		list[i] = a.name
-	}
-	return list, nil
-}
-
-// Latest is deployment's newest archive in store.
-func Latest(ctx context.Context, store backup.Store, deployment string) (string, error) {
-	names, err := own(ctx, store, deployment)
-	if err != nil {
-		return "", err
-	}
-	if len(names) == 0 {
-		return "", fmt.Errorf("no backup of %s in %v: name the archive with --from", deployment, store)
-	}
-	return names[len(names)-1], nil
 }
 
 // removeStale deletes what a killed backup or restore left: the caller

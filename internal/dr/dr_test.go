@@ -33,7 +33,7 @@ func TestPruneAndLatestPerDeployment(t *testing.T) {
 			*d.list = append(*d.list, n)
 		}
 	}
-	deleted, err := prune(ctx, store, "acgs", 2)
+	deleted, err := backup.Prune(ctx, store, "acgs", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +46,10 @@ func TestPruneAndLatestPerDeployment(t *testing.T) {
 			t.Errorf("acgs-staging's %s was pruned by acgs", n)
 		}
 	}
-	if got, err := Latest(ctx, store, "acgs"); err != nil || got != prod[3] {
+	if got, err := backup.Latest(ctx, store, "acgs"); err != nil || got != prod[3] {
 		t.Errorf("Latest(acgs) = %q, %v; want %s, not the other deployment's", got, err, prod[3])
 	}
-	if _, err := Latest(ctx, store, "other"); err == nil {
+	if _, err := backup.Latest(ctx, store, "other"); err == nil {
 		t.Error("Latest of a deployment with no archive: no error")
 	}
 }
