@@ -61,8 +61,22 @@ func drSetup(ctx context.Context, g *globals, stdout io.Writer) (*app, *host.Hos
 		return nil, nil, dr.Options{}, err
 	}
 	o := dr.Options{Root: h.Root, Config: h.Config, ConfigFile: g.configPath, Docker: h.Docker, Run: h.Run,
-		Host: h.Identity.InstanceID, Version: version, Deployment: h.Config.Prefix, Log: a.log}
+		Host: h.Identity.InstanceID, Version: version, Deployment: h.Config.Prefix, Log: a.log,
+		Lock: func(ctx context.Context) (func(), error) {
+			l, err := lock.Acquire(ctx, a.lockPath(), g.lockTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return func() { l.Release() }, nil //nolint:errcheck // the kernel drops it at exit anyway
+		}}
 	return a, h, o, nil
+}
+
+// drLock keeps backups and restores one at a time, for their whole run.
+// Apart from the run lock, which they hold only while they capture or
+// swap the data: a reconcile waits for seconds, not for an upload.
+func (a *app) drLock(ctx context.Context) (*lock.Lock, error) {
+	return lock.Acquire(ctx, a.path("/run/monagent-backup.lock"), a.g.lockTimeout)
 }
 
 // backupS3 is an S3 client for archives: one call moves a whole archive,
@@ -73,9 +87,6 @@ func backupS3(h *host.Host) *s3.Client {
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 }
-
-// snapshotTimeout bounds Prometheus' snapshot call.
-const snapshotTimeout = 30 * time.Minute
 
 // archiveTimeout bounds one archive's upload or download.
 const archiveTimeout = 2 * time.Hour
@@ -127,14 +138,14 @@ func runBackup(ctx context.Context, g *globals, stdout io.Writer) error {
 		return err
 	}
 	// A snapshot of a large TSDB takes minutes; the run's context bounds it.
-	o.HTTP.Timeout = snapshotTimeout
+	o.HTTP.Timeout = dr.SnapshotTimeout
 	if k := h.Config.Smoke.PasswordKey; k != "" {
 		o.User = h.Config.Smoke.User
 		if o.Password, err = storedValue(ctx, h, k); err != nil {
 			return err
 		}
 	}
-	l, err := lock.Acquire(ctx, a.lockPath(), g.lockTimeout)
+	l, err := a.drLock(ctx)
 	if err != nil {
 		return err
 	}
@@ -185,12 +196,12 @@ func runRestore(cmd *cobra.Command, g *globals, from, identityFile string, stdou
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	l, err := lock.Acquire(ctx, a.lockPath(), g.lockTimeout)
+	l, err := a.drLock(ctx)
 	if err != nil {
 		return err
 	}
+	defer l.Release() //nolint:errcheck // the kernel drops it at exit anyway
 	res, err := dr.Restore(ctx, o, store, name, id)
-	l.Release() //nolint:errcheck // reconcile takes it again below
 	if err != nil {
 		return err
 	}

@@ -199,6 +199,10 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 		return nil, usageError(fmt.Errorf("%w; the step is off in this configuration", err))
 	}
 	notify.Status("waiting for the run lock")
+	// The wait is bounded by --lock-timeout, not by the unit's start
+	// timeout: a reconcile from the timer that meets a backup's capture or
+	// a run by hand must not be killed and restarted while it waits.
+	notify.Extend(a.g.lockTimeout + time.Minute)
 	l, err := lock.Acquire(ctx, a.lockPath(), a.g.lockTimeout)
 	if err != nil {
 		return nil, err

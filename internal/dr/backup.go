@@ -57,6 +57,17 @@ type Options struct {
 	Log        *zap.Logger
 	// Now stamps the archive; nil means time.Now.
 	Now func() time.Time
+	// Lock takes the run lock, which reconciles take too, for the part of
+	// a backup or restore that must not meet one: the capture, the swap.
+	// nil takes nothing.
+	Lock func(context.Context) (release func(), err error)
+}
+
+func (o Options) lock(ctx context.Context) (func(), error) {
+	if o.Lock == nil {
+		return func() {}, nil
+	}
+	return o.Lock(ctx)
 }
 
 func (o Options) path(p string) string { return filepath.Join(o.Root, p) }
@@ -91,38 +102,20 @@ type Result struct {
 }
 
 // Backup takes the archive and stores it, then deletes all but the newest
-// backup.keep archives.
+// backup.keep archives. The run lock is held while the data is captured
+// (the snapshot, the copies), not while it is packed and uploaded, which
+// can take hours: a reconcile then waits for seconds, not for the upload.
 func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient) (Result, error) {
 	c := o.Config
-	if err := dataMounted(o); err != nil {
-		return Result{}, err
-	}
-	removeStale(o)
-	work, err := os.MkdirTemp(o.path(c.StackDataDir()), ".monagent-backup-")
-	if err != nil {
-		return Result{}, fmt.Errorf("backup: %w", err)
-	}
-	defer os.RemoveAll(work)
 	res := Result{Name: backup.ArchiveName(o.Deployment, o.now()), Store: fmt.Sprint(store)}
-	var parts []backup.Part
-	var promVolume string
-	if c.Backup.PrometheusService != "" {
-		snap, volume, err := snapshot(ctx, o)
-		if err != nil {
-			return Result{}, err
-		}
-		defer removeSnapshot(o, snap)
-		res.Snapshot, promVolume = filepath.Base(snap), volume
-		parts = append(parts, backup.Part{Name: partData + "/" + volume, Path: snap})
-	}
-	copied, err := copyStopped(ctx, o, work, promVolume)
+	capt, err := capture(ctx, o)
+	defer capt.cleanup()
 	if err != nil {
 		return Result{}, err
 	}
-	parts = append(parts, copied...)
-	parts = append(parts, o.configParts()...)
+	res.Snapshot = capt.snapshot
 	meta := map[string]string{"host": o.Host, "deployment": o.Deployment, "project": c.Compose.Project, "monagent": o.Version}
-	m, err := backup.Save(ctx, store, res.Name, to, parts, meta)
+	m, err := backup.Save(ctx, store, res.Name, to, capt.parts, meta)
 	if err != nil {
 		return Result{}, fmt.Errorf("backup: %w", err)
 	}
@@ -138,6 +131,110 @@ func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient
 	return res, nil
 }
 
+// captured is a backup's data, taken under the run lock: the snapshot,
+// and copies of the rest in a work directory.
+type captured struct {
+	parts    []backup.Part
+	snapshot string
+	undo     []func()
+}
+
+// cleanup removes what the capture made, the last made first.
+func (c *captured) cleanup() {
+	for i := len(c.undo) - 1; i >= 0; i-- {
+		c.undo[i]()
+	}
+}
+
+// capture takes the data under the run lock: what a killed backup left
+// removed, the snapshot, the volumes copied with their services stopped,
+// the configuration copied. The caller cleans up even on an error.
+func capture(ctx context.Context, o Options) (*captured, error) {
+	c := o.Config
+	capt := &captured{}
+	release, err := o.lock(ctx)
+	if err != nil {
+		return capt, err
+	}
+	defer release()
+	if err := dataMounted(o); err != nil {
+		return capt, err
+	}
+	removeStale(o, staleBackup, staleRestore)
+	work, err := os.MkdirTemp(o.path(c.StackDataDir()), ".monagent-backup-")
+	if err != nil {
+		return capt, fmt.Errorf("backup: %w", err)
+	}
+	capt.undo = append(capt.undo, func() { os.RemoveAll(work) })
+	var promVolume string
+	if c.Backup.PrometheusService != "" {
+		vol, name, err := takeSnapshot(ctx, o, capt)
+		if err != nil {
+			return capt, err
+		}
+		promVolume, capt.snapshot = vol, name
+		capt.parts = append(capt.parts, backup.Part{Name: partData + "/" + vol, Path: filepath.Join(o.path(c.StackDataDir()), vol, "snapshots", name)})
+	} else {
+		l := openLedger(o)
+		l.settle(o, false, o.now(), "")
+		l.save(o)
+	}
+	copied, err := copyStopped(ctx, o, work, promVolume)
+	if err != nil {
+		return capt, err
+	}
+	capt.parts = append(capt.parts, copied...)
+	conf, err := o.copyConfig(ctx, work)
+	if err != nil {
+		return capt, err
+	}
+	capt.parts = append(capt.parts, conf...)
+	return capt, nil
+}
+
+// takeSnapshot has Prometheus make a snapshot, in the ledger from before
+// it is asked until capt's cleanup removes it, and settles what earlier
+// backups left.
+func takeSnapshot(ctx context.Context, o Options, capt *captured) (vol, name string, err error) {
+	l := openLedger(o)
+	l.settle(o, false, o.now(), "") // what is finished already
+	at := o.now().UTC().Truncate(time.Second)
+	req := requested + at.Format(time.RFC3339)
+	l.add(req)
+	l.save(o)
+	vol, name, answered, err := snapshot(ctx, o)
+	if err != nil {
+		if answered {
+			// Its handler is done: what it made of a snapshot (a failed
+			// one leaves a partial directory) can go now.
+			l.drop(req)
+			if rerr := removeRequested(o, at, o.now(), ""); rerr != nil {
+				l.add(req)
+			}
+			l.save(o)
+		}
+		return "", "", err
+	}
+	// Prometheus makes one snapshot at a time: every earlier request is
+	// finished now.
+	l.drop(req)
+	l.settle(o, true, o.now(), name)
+	entry := made + vol + "/snapshots/" + name
+	l.add(entry)
+	l.save(o)
+	o.Log.Info("Prometheus snapshot taken", zap.String("snapshot", name), zap.String("volume", vol))
+	capt.undo = append(capt.undo, func() {
+		l := openLedger(o)
+		if err := removeSnapshot(o, vol, name); err != nil {
+			o.Log.Warn("Prometheus snapshot not removed; the next backup tries again", zap.Error(err))
+			return
+		}
+		l.drop(entry)
+		l.save(o)
+	})
+	return vol, name, nil
+}
+
 // dataMounted refuses to read or write the stack's data where the data
 // volume is not mounted: it would be the root disk's empty directory.
 func dataMounted(o Options) error {
@@ -151,10 +248,17 @@ func dataMounted(o Options) error {
 	return nil
 }
 
-// removeStale deletes what a killed backup or restore left: the caller
-// holds the run lock, so no other one is under way.
-func removeStale(o Options) {
-	for _, pattern := range []string{".monagent-backup-*", ".monagent-restore-*"} {
+// Work directories of backups and restores, in the data directory.
+const (
+	staleBackup  = ".monagent-backup-*"
+	staleRestore = ".monagent-restore-*"
+)
+
+// removeStale deletes the work directories a killed backup or restore
+// left. The caller holds the lock that keeps backups and restores one at
+// a time: none is under way.
+func removeStale(o Options, patterns ...string) {
+	for _, pattern := range patterns {
 		stale, _ := filepath.Glob(filepath.Join(o.path(o.Config.StackDataDir()), pattern))
 		for _, d := range stale {
 			o.Log.Info("removing what an interrupted backup or restore left", zap.String("dir", d))
@@ -163,6 +267,21 @@ func removeStale(o Options) {
 			}
 		}
 	}
+}
+
+// copyConfig copies the configuration parts into work: what is packed
+// once the run lock is released is what the capture saw, whatever a
+// reconcile writes meanwhile.
+func (o Options) copyConfig(ctx context.Context, work string) ([]backup.Part, error) {
+	var parts []backup.Part
+	for i, p := range o.configParts() {
+		dst := filepath.Join(work, fmt.Sprintf("config-%d", i))
+		if _, err := o.Run.Run(ctx, command.Cmd{Name: "cp", Args: []string{"-a", p.Path, dst}, Timeout: 10 * time.Minute}); err != nil {
+			return nil, fmt.Errorf("backup: copy %s: %w", p.Name, err)
+		}
+		parts = append(parts, backup.Part{Name: p.Name, Path: dst})
+	}
+	return parts, nil
 }
 
 // configParts are the stack directory, the environment file, the
@@ -188,23 +307,27 @@ func (o Options) configParts() []backup.Part {
 }
 
 // snapshot asks Prometheus for a TSDB snapshot (the head block included)
-// and finds it on the data volume: the directory, and the named volume
-// it lies in.
-func snapshot(ctx context.Context, o Options) (dir, volume string, err error) {
+// and finds it on the data volume: the named volume it lies in and its
+// name. answered tells an error Prometheus answered with (its handler is
+// done) from one that left the request in flight.
+func snapshot(ctx context.Context, o Options) (vol, name string, answered bool, err error) {
 	base := strings.TrimSuffix(o.Config.Smoke.PrometheusURL, "/")
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/admin/tsdb/snapshot", nil)
 	if err != nil {
-		return "", "", err
+		return "", "", false, err
 	}
 	if o.User != "" {
 		req.SetBasicAuth(o.User, o.Password)
 	}
 	resp, err := o.HTTP.Do(req)
 	if err != nil {
-		return "", "", fmt.Errorf("backup: Prometheus snapshot: %w", err)
+		return "", "", false, fmt.Errorf("backup: Prometheus snapshot: %w", err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", "", false, fmt.Errorf("backup: Prometheus snapshot: %w", err)
+	}
 	if resp.StatusCode != http.StatusOK {
 		hint := ""
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
@@ -212,32 +335,25 @@ func snapshot(ctx context.Context, o Options) (dir, volume string, err error) {
 		} else if strings.Contains(string(body), "admin APIs disabled") {
 			hint = " (start Prometheus with --web.enable-admin-api)"
 		}
-		return "", "", fmt.Errorf("backup: Prometheus snapshot: %s%s", resp.Status, hint)
+		return "", "", true, fmt.Errorf("backup: Prometheus snapshot: %s%s", resp.Status, hint)
 	}
 	var out struct {
 		Data struct {
 			Name string `json:"name"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil || out.Data.Name == "" || strings.ContainsAny(out.Data.Name, "/\\") {
-		return "", "", fmt.Errorf("backup: Prometheus snapshot: unexpected answer %.200q", body)
+	if err := json.Unmarshal(body, &out); err != nil {
+		return "", "", true, fmt.Errorf("backup: Prometheus snapshot: unexpected answer %.200q", body)
+	}
+	if _, ok := snapshotTime(out.Data.Name); !ok {
+		return "", "", true, fmt.Errorf("backup: Prometheus snapshot: %q is not a snapshot's name", out.Data.Name)
 	}
 	data := o.path(o.Config.StackDataDir())
-	matches, _ := filepath.Glob(filepath.Join(data, "*", "snapshots", out.Data.Name))
+	matches, _ := filepath.Glob(filepath.Join(data, "[^.]*", "snapshots", out.Data.Name))
 	if len(matches) != 1 {
-		return "", "", fmt.Errorf("backup: Prometheus made snapshot %s, but it is not under %s/*/snapshots: is its data on a named volume of the stack?", out.Data.Name, data)
+		return "", "", true, fmt.Errorf("backup: Prometheus made snapshot %s, but it is not under %s/*/snapshots: is its data on a named volume of the stack?", out.Data.Name, data)
 	}
-	volume = filepath.Base(filepath.Dir(filepath.Dir(matches[0])))
-	o.Log.Info("Prometheus snapshot taken", zap.String("snapshot", out.Data.Name), zap.String("volume", volume))
-	return matches[0], volume, nil
-}
-
-// removeSnapshot deletes the snapshot: it holds hard links to the blocks,
-// which would otherwise keep deleted blocks on the disk for ever.
-func removeSnapshot(o Options, dir string) {
-	if err := os.RemoveAll(dir); err != nil {
-		o.Log.Warn("Prometheus snapshot not removed", zap.String("dir", dir), zap.Error(err))
-	}
+	return filepath.Base(filepath.Dir(filepath.Dir(matches[0]))), out.Data.Name, true, nil
 }
 
 // copyStopped copies the stack's named volumes other than Prometheus'

@@ -2,16 +2,19 @@ package dr
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"go.uber.org/zap"
 
 	"github.com/monagent/monagent/internal/backup"
 	"github.com/monagent/monagent/internal/command"
+	"github.com/monagent/monagent/internal/config"
 )
 
 // Archives of two deployments share a location: each one prunes and
@@ -87,5 +90,176 @@ func TestReplaceKeepsTheOld(t *testing.T) {
 		if e.Name() != "grafana_data" && e.Name()[0] != '.' {
 			t.Errorf("%s left beside the target without a dot name", e.Name())
 		}
+	}
+}
+
+// Snapshots of backups killed or stopped mid-way are removed by a later
+// backup, once Prometheus has finished them, and nothing else is: not an
+// operator's snapshot, not what a crafted ledger entry names, not what a
+// link in a volume leads to.
+func TestLedgerSettles(t *testing.T) {
+	root := t.TempDir()
+	c := &config.Config{}
+	c.Volume.MountPoint = "/data"
+	c.Compose.Project = "acgs"
+	now := time.Date(2026, 11, 23, 7, 10, 0, 0, time.UTC)
+	o := Options{Root: root, Config: c, Log: zap.NewNop(), Now: func() time.Time { return now }}
+	data := o.path(c.StackDataDir())
+	mk := func(rel string) string {
+		p := filepath.Join(data, rel, "01JBLOCK", "index")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return rel
+	}
+	snap := func(name string) string { return mk("prometheus_data/snapshots/" + name) }
+	var (
+		madeOne   = snap("20261123T060000Z-00000000000000a1")
+		operators = snap("20261120T000000Z-00000000000000f2")
+		// Killed while Prometheus made it: only the request (06:00) is noted.
+		oldReq     = snap("20261123T060001Z-00000000000000b3")
+		oldLate    = snap("20261123T061000Z-00000000000000c4") // beyond nameWindow
+		recentReq  = snap("20261123T070002Z-00000000000000d5")
+		own        = snap("20261123T070500Z-00000000000000e6")
+		afterUntil = snap("20261123T071500Z-00000000000000f7")
+		grafana    = mk("grafana_data")
+	)
+	outside := filepath.Join(root, "elsewhere", "20261123T060000Z-00000000000000aa")
+	if err := os.MkdirAll(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Dir(outside), filepath.Join(data, "loki_data", "snapshots")); err != nil {
+		if err := os.MkdirAll(filepath.Join(data, "loki_data"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Dir(outside), filepath.Join(data, "loki_data", "snapshots")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := &ledger{path: filepath.Join(data, ledgerFile)}
+	for _, e := range []string{
+		made + madeOne,
+		made + "prometheus_data/snapshots/..",
+		made + "prometheus_data/snapshots/.",
+		made + "../x/snapshots/20261123T060000Z-00000000000000a1",
+		made + ".prometheus_data.pre-restore-x/snapshots/20261123T060000Z-00000000000000a1",
+		made + "loki_data/snapshots/20261123T060000Z-00000000000000aa",
+		requested + "2026-11-23T06:00:00Z",
+		requested + "2026-11-23T07:00:00Z",
+		"garbage",
+	} {
+		l.add(e)
+	}
+	l.save(o)
+
+	// A backup starts: what is finished goes; the recent request waits.
+	l = openLedger(o)
+	l.settle(o, false, now, "")
+	exist := func(want map[string]bool) {
+		t.Helper()
+		for rel, w := range want {
+			if _, err := os.Stat(filepath.Join(data, rel)); (err == nil) != w {
+				t.Errorf("%s exists: %v, want %v", rel, err == nil, w)
+			}
+		}
+	}
+	exist(map[string]bool{madeOne: false, oldReq: false, oldLate: true, operators: true, recentReq: true,
+		own: true, afterUntil: true, grafana: true, "prometheus_data": true})
+	if _, err := os.Stat(outside); err != nil {
+		t.Errorf("a link in a volume led the removal outside the data directory: %v", err)
+	}
+	want := []string{made + "loki_data/snapshots/20261123T060000Z-00000000000000aa", requested + "2026-11-23T07:00:00Z"}
+	if !slices.Equal(l.entries, want) {
+		t.Errorf("entries left %q, want %q", l.entries, want)
+	}
+
+	// Its own snapshot made, every earlier request is finished.
+	now = time.Date(2026, 11, 23, 7, 5, 30, 0, time.UTC)
+	l.settle(o, true, now, filepath.Base(own))
+	exist(map[string]bool{recentReq: false, own: true, afterUntil: true})
+	l.save(o)
+	if got := openLedger(o).entries; !slices.Equal(got, want[:1]) {
+		t.Errorf("ledger read back %q, want %q", got, want[:1])
+	}
+	l.entries = nil
+	l.save(o)
+	if _, err := os.Stat(l.path); !os.IsNotExist(err) {
+		t.Errorf("an empty ledger is kept: %v", err)
+	}
+}
+
+// lockedStore fails a Put made while the run lock is held, and changes the
+// live environment file as the upload starts.
+type lockedStore struct {
+	backup.LocalStore
+	t       *testing.T
+	held    *bool
+	envFile string
+}
+
+func (s lockedStore) Put(ctx context.Context, name string, r io.Reader) error {
+	if *s.held {
+		s.t.Error("the archive is uploaded under the run lock: a reconcile would wait for the whole upload")
+	}
+	if err := os.WriteFile(s.envFile, []byte("A=changed-after-the-capture\n"), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	return s.LocalStore.Put(ctx, name, r)
+}
+
+// The run lock is held for the capture only, and the archive holds what
+// the capture saw, whatever is written while it is packed.
+func TestBackupCapturesUnderTheLockOnly(t *testing.T) {
+	root := t.TempDir()
+	c := &config.Config{}
+	c.Volume.MountPoint = "/data"
+	c.Compose.Project = "acgs"
+	c.Bundle.Dir = "/opt/stack"
+	c.Volume.Kind = config.VolumeDirectory
+	c.Backup.Keep = 2
+	var held, locked bool
+	o := Options{Root: root, Config: c, Run: command.Exec{Log: zap.NewNop()}, Log: zap.NewNop(), Deployment: "acgs",
+		Lock: func(context.Context) (func(), error) {
+			held, locked = true, true
+			return func() { held = false }, nil
+		}}
+	for p, content := range map[string]string{
+		"data/acgs/grafana_data/grafana.db": "db",
+		"opt/stack/compose.yml":             "services: {}\n",
+		"opt/stack/.env":                    "A=captured\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(o.path(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(o.path(p), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := lockedStore{LocalStore: backup.LocalStore{Dir: t.TempDir()}, t: t, held: &held, envFile: o.path("opt/stack/.env")}
+	res, err := Backup(context.Background(), o, store, id.Recipient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !locked || held {
+		t.Errorf("run lock taken %v, still held %v", locked, held)
+	}
+	staging := t.TempDir()
+	if _, err := backup.Restore(context.Background(), store.LocalStore, res.Name, id, staging); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{partEnv: "A=captured\n", partData + "/grafana_data/grafana.db": "db", partStack + "/compose.yml": "services: {}\n"} {
+		if b, err := os.ReadFile(filepath.Join(staging, p)); err != nil || string(b) != want {
+			t.Errorf("archive's %s: %q, %v; want %q", p, b, err, want)
+		}
+	}
+	if left, _ := filepath.Glob(o.path("data/acgs/.monagent-backup-*")); len(left) != 0 {
+		t.Errorf("work directories left: %v", left)
 	}
 }

@@ -43,7 +43,7 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
 	}
-	removeStale(o)
+	removeStale(o, staleBackup, staleRestore)
 	staging, err := os.MkdirTemp(data, ".monagent-restore-")
 	if err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
@@ -66,6 +66,14 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 	if err != nil {
 		return Restored{}, err
 	}
+	// The run lock from here: a reconcile must not start the stack again
+	// while its data is swapped. Not before: the download and the unpack
+	// can take hours.
+	release, err := o.lock(ctx)
+	if err != nil {
+		return Restored{}, fmt.Errorf("restore: %w; nothing on this host was changed", err)
+	}
+	defer release()
 	if err := stopStack(ctx, o); err != nil {
 		return Restored{}, err
 	}

@@ -75,12 +75,48 @@ func acgsConfig(t testing.TB, root, pluginURL, sum string) string {
 
 func (h *plainHost) path(p string) string { return filepath.Join(h.root, p) }
 
-func (h *plainHost) monagent(args ...string) result {
-	h.t.Helper()
+func (h *plainHost) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(bins.monagent, append([]string{"--root", h.root, "--config", h.config}, args...)...)
 	// No AWS at all: a metadata endpoint nobody answers on, no credentials.
 	cmd.Env = append(os.Environ(), "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9", "AWS_CONFIG_FILE=/dev/null",
 		"AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+	return cmd
+}
+
+// killWhen runs monagent and sends it SIGKILL as soon as cond holds; it
+// fails the test if the run ends first or is still going after limit.
+func (h *plainHost) killWhen(cond func() bool, limit time.Duration, args ...string) {
+	h.t.Helper()
+	cmd := h.command(args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.After(limit)
+	for {
+		select {
+		case err := <-done:
+			h.t.Fatalf("monagent %v ended (%v) before the point it was to be killed at:\n%s", args, err, lastLines(out.String(), 40))
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			<-done
+			h.t.Fatalf("monagent %v did not reach the point it was to be killed at in %v:\n%s", args, limit, lastLines(out.String(), 40))
+		case <-time.After(time.Millisecond):
+		}
+		if cond() {
+			_ = cmd.Process.Kill()
+			<-done
+			return
+		}
+	}
+}
+
+func (h *plainHost) monagent(args ...string) result {
+	h.t.Helper()
+	cmd := h.command(args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -303,6 +339,21 @@ func TestACGSOffAWS(t *testing.T) {
 		return marker > 0
 	})
 
+	// A backup killed while Prometheus makes its snapshot, which it
+	// finishes all the same: the next backup removes it (checked below).
+	snapshots := h.path("var/lib/acgs/monitoring/*/snapshots/*")
+	made := func() bool { m, _ := filepath.Glob(snapshots); return len(m) > 0 }
+	h.killWhen(made, 2*time.Minute, "backup")
+	ledger := h.path("var/lib/acgs/monitoring/.monagent-snapshots")
+	if l := readFile(t, ledger); !strings.HasPrefix(l, "requested ") && !strings.HasPrefix(l, "made ") {
+		t.Errorf("the killed backup's snapshot is not in the ledger: %q", l)
+	} else {
+		t.Logf("killed with the snapshot in the ledger as %q", strings.TrimSpace(l))
+	}
+	// Grafana may have been stopped for the copy: the timer's reconcile
+	// starts it again.
+	h.must("reconcile")
+
 	b := h.must("backup")
 	t.Logf("%s (%v)", strings.TrimSpace(b.stdout), b.elapsed)
 	archives, _ := filepath.Glob(h.path("var/backups/acgs-monitoring/*.tar.gz.age"))
@@ -314,8 +365,11 @@ func TestACGSOffAWS(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "backup.key")
 	writeFile(t, keyFile, env["BACKUP_ENCRYPTION_KEY"]+"\n")
 	checkAgeCLI(t, archive, keyFile)
-	if snaps, _ := filepath.Glob(h.path("var/lib/acgs/monitoring/*/snapshots/*")); len(snaps) != 0 {
-		t.Errorf("the Prometheus snapshot was left behind: %v", snaps)
+	if snaps, _ := filepath.Glob(snapshots); len(snaps) != 0 {
+		t.Errorf("a Prometheus snapshot was left behind: %v", snaps)
+	}
+	if _, err := os.Stat(ledger); !os.IsNotExist(err) {
+		t.Errorf("the snapshot ledger is left: %v %q", err, readFile(t, ledger))
 	}
 	if containers(t, acgsProject)["grafana"].Status != "running" {
 		t.Error("grafana is not running again after the backup")

@@ -63,6 +63,11 @@ collect:
 	if !strings.Contains(joined, "EXTEND_TIMEOUT_USEC=") {
 		t.Errorf("no step extended the start timeout:\n%s", joined)
 	}
+	// The lock wait is bounded by --lock-timeout (15 min), not by the
+	// unit's 5 min: systemd must not kill a run that waits for a backup.
+	if !strings.Contains(joined, "STATUS=waiting for the run lock\nEXTEND_TIMEOUT_USEC=960000000\n") {
+		t.Errorf("the lock wait does not extend the start timeout to --lock-timeout and a minute:\n%s", joined)
+	}
 	if last := msgs[len(msgs)-1]; !strings.HasPrefix(last, "STATUS=bootstrap converged in ") {
 		t.Errorf("last status %q, want the outcome with the run's duration:\n%s", last, joined)
 	}
