@@ -37,6 +37,9 @@ const (
 	guestTimeout = 3 * time.Minute
 
 	units = "monagent.service monagent-reconcile.timer"
+	// backupUnits are shipped disabled: the operator enables the timer
+	// once backup.location is set.
+	backupUnits = "monagent-backup.timer monagent-backup.service"
 )
 
 // repoRoot is the repository's top directory.
@@ -179,6 +182,8 @@ func wantFiles(unitDir string) map[string]string {
 		"/usr/bin/monagent":                   "-rwxr-xr-x",
 		unitDir + "/monagent.service":         "-rw-r--r--",
 		unitDir + "/monagent-reconcile.timer": "-rw-r--r--",
+		unitDir + "/monagent-backup.service":  "-rw-r--r--",
+		unitDir + "/monagent-backup.timer":    "-rw-r--r--",
 		"/etc/monagent":                       "drwxr-xr-x",
 		"/etc/monagent/config.yaml":           "-rw-------",
 		"/var/lib/monagent":                   "drwx------",
@@ -210,6 +215,8 @@ func exampleFiles() []string {
 var sources = map[string]string{
 	"monagent.service":          "systemd/monagent.service",
 	"monagent-reconcile.timer":  "systemd/monagent-reconcile.timer",
+	"monagent-backup.service":   "systemd/monagent-backup.service",
+	"monagent-backup.timer":     "systemd/monagent-backup.timer",
 	"/etc/monagent/config.yaml": "packaging/config.example.yaml",
 	"README.md":                 "README.md",
 }
@@ -347,7 +354,7 @@ func TestPackageContents(t *testing.T) {
 		for dst, src := range sources {
 			p := dst
 			switch dst {
-			case "monagent.service", "monagent-reconcile.timer":
+			case "monagent.service", "monagent-reconcile.timer", "monagent-backup.service", "monagent-backup.timer":
 				p = "/lib/systemd/system/" + dst
 			case "README.md":
 				p = "/usr/share/doc/monagent/README.md"
@@ -451,7 +458,7 @@ func TestPackageContents(t *testing.T) {
 		for dst, src := range sources {
 			p := dst
 			switch dst {
-			case "monagent.service", "monagent-reconcile.timer":
+			case "monagent.service", "monagent-reconcile.timer", "monagent-backup.service", "monagent-backup.timer":
 				p = "/usr/lib/systemd/system/" + dst
 			case "README.md":
 				p = "/usr/share/doc/monagent/README.md"
@@ -535,6 +542,9 @@ func (g guest) enabledNotStarted(when string) {
 		"ActiveState=inactive\nExecMainStartTimestampMonotonic=0\nInvocationID=\nNRestarts=0")
 	g.expect(when+": systemd's view of the unit files is current",
 		"for u in "+units+"; do systemctl show -p NeedDaemonReload --value $u; done", "no\nno")
+	g.expect(when+": the backup units loaded, left to the operator",
+		"for u in "+backupUnits+"; do for p in LoadState UnitFileState ActiveState; do systemctl show -p $p --value $u; done; done | paste -sd' '",
+		"loaded disabled inactive loaded static inactive")
 }
 
 // removed checks that both units are stopped, disabled and forgotten.
@@ -546,6 +556,9 @@ func (g guest) removed(when string) {
 		if [ -L "$f" ] || [ -e "$f" ]; then echo "$f is left"; fi
 	done`, "")
 	g.expect(when+": systemctl is-enabled", "systemctl is-enabled "+units+" 2>/dev/null || true", "")
+	g.expect(when+": the backup units", "for u in "+backupUnits+"; do for p in LoadState ActiveState; do systemctl show -p $p --value $u; done; done | paste -sd' '",
+		"not-found inactive not-found inactive")
+	g.expect(when+": the backup timer's [Install] link", "test ! -L /etc/systemd/system/timers.target.wants/monagent-backup.timer && echo gone", "gone")
 }
 
 // bootInstance boots a fresh instance with the given files copied to its
@@ -632,6 +645,14 @@ func TestDebUnderSystemd(t *testing.T) {
 	g.timed("dpkg -i "+newDeb+" (reinstall, timer disabled by the operator)", "dpkg -i "+newDeb)
 	g.expect("reinstall: the operator's choice kept", "systemctl is-enabled "+units+" || true", "enabled\ndisabled")
 	g.run("systemctl enable --now monagent-reconcile.timer")
+
+	// The operator enables the backup timer; its service runs monagent
+	// backup, which refuses the package's example configuration (exit 2).
+	g.run("systemctl enable --now monagent-backup.timer")
+	g.expect("backup timer enabled", "systemctl is-active monagent-backup.timer", "active")
+	g.run("systemctl start monagent-backup.service || true")
+	g.expect("monagent-backup.service ran monagent backup", "for p in Result ExecMainStatus; do systemctl show -p $p --value monagent-backup.service; done | paste -sd' '", "exit-code 2")
+	g.expect("its error in the journal", "journalctl --sync; journalctl -q -o cat -u monagent-backup.service | grep 'example configuration' >/dev/null && echo found", "found")
 
 	// State as monagent leaves it.
 	g.run(`printf '{"version":1}\n' >/var/lib/monagent/state.json && chmod 0600 /var/lib/monagent/state.json`)
@@ -772,6 +793,7 @@ func TestRPMUnderSystemd(t *testing.T) {
 	}
 	g.expect("after rpm -U: no rpm copies of the config", "ls -A /etc/monagent", "config.yaml")
 
+	g.run("systemctl enable --now monagent-backup.timer")
 	g.run(`printf '{"version":1}\n' >/var/lib/monagent/state.json && chmod 0600 /var/lib/monagent/state.json`)
 	g.timed("rpm -e monagent", "rpm --force-debian -e monagent")
 	g.removed("after rpm -e")

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -229,7 +230,13 @@ func (a *app) localChecks(ctx context.Context, h *host.Host) []doctor.Check {
 		doctor.ComposePlugin(ctx, doctor.Plugin{Root: h.Root, Config: h.Config.Docker.ComposePlugin, Env: h.ComposeEnv(), Run: h.Run}),
 		doctor.StackData(ctx, h.Root, h.Config, vols),
 		doctor.DotEnv(ctx, h.Root, h.Config, a.g.secrets))
-	for _, u := range doctor.Units {
+	units := doctor.Units
+	if h.Config.Backup.Location != "" {
+		// Backups configured but never taken are the guide's "automated
+		// backup" that is not.
+		units = append(slices.Clip(units), doctor.BackupTimer)
+	}
+	for _, u := range units {
 		out = append(out, doctor.Unit(h.Root, u))
 	}
 	return out

@@ -16,6 +16,10 @@ import (
 // Association Not Triggering").
 var Units = []string{"monagent.service", "monagent-reconcile.timer"}
 
+// BackupTimer runs `monagent backup` daily; the operator enables it once
+// backup.location is set.
+const BackupTimer = "monagent-backup.timer"
+
 // unitDirs are systemd's system unit directories, in its order of
 // precedence: install.sh writes to /etc, the packages to /usr/lib (/lib on
 // Debian).

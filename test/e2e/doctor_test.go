@@ -223,6 +223,24 @@ echo v2.20.0
 			},
 			code: 1,
 		},
+		{
+			name: "backups configured, backup timer not enabled",
+			config: `env:
+  BACKUP_ENCRYPTION_KEY:
+    parameter: /{prefix}/backup/age-identity
+    generate: age
+backup:
+  location: /var/backups/monitoring
+`,
+			prepare: func(t *testing.T, h *host) {
+				u := "monagent-backup.timer"
+				writeFile(t, filepath.Join(h.root, "usr/lib/systemd/system", u), readFile(t, filepath.Join("../../systemd", u)))
+			},
+			want: []string{
+				"FAIL  unit monagent-backup.timer: installed at $ROOT/usr/lib/systemd/system/monagent-backup.timer but not enabled: no link in $ROOT/etc/systemd/system/timers.target.wants: systemctl enable monagent-backup.timer",
+			},
+			code: 1,
+		},
 	}
 }
 
