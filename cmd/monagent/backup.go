@@ -62,15 +62,24 @@ func drSetup(ctx context.Context, g *globals, stdout io.Writer) (*app, *host.Hos
 	}
 	o := dr.Options{Root: h.Root, Config: h.Config, ConfigFile: g.configPath, Docker: h.Docker, Run: h.Run,
 		Host: h.Identity.InstanceID, Version: version, Deployment: h.Config.Prefix, Log: a.log,
-		Lock: func(ctx context.Context) (func(), error) {
-			l, err := lock.Acquire(ctx, a.lockPath(), g.lockTimeout)
-			if err != nil {
-				return nil, err
-			}
-			return func() { l.Release() }, nil //nolint:errcheck // the kernel drops it at exit anyway
-		}}
+		Lock: a.runLock(g.lockTimeout)}
 	return a, h, o, nil
 }
+
+// runLock takes the run lock for package dr, waiting up to wait.
+func (a *app) runLock(wait time.Duration) func(context.Context) (func(), error) {
+	return func(ctx context.Context) (func(), error) {
+		l, err := lock.Acquire(ctx, a.lockPath(), wait)
+		if err != nil {
+			return nil, err
+		}
+		return func() { l.Release() }, nil //nolint:errcheck // the kernel drops it at exit anyway
+	}
+}
+
+// restoreLockWait is the least a restore waits for the run lock once its
+// archive is unpacked: giving up would throw away hours of download.
+const restoreLockWait = time.Hour
 
 // drLock keeps backups and restores one at a time, for their whole run.
 // Apart from the run lock, which they hold only while they capture or
@@ -201,6 +210,7 @@ func runRestore(cmd *cobra.Command, g *globals, from, identityFile string, stdou
 		return err
 	}
 	defer l.Release() //nolint:errcheck // the kernel drops it at exit anyway
+	o.Lock = a.runLock(max(g.lockTimeout, restoreLockWait))
 	res, err := dr.Restore(ctx, o, store, name, id)
 	if err != nil {
 		return err

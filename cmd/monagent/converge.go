@@ -209,6 +209,9 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 	}
 	defer l.Release() //nolint:errcheck // the kernel drops it at exit anyway
 	a.held = l
+	// After a long wait, the state and the SSM read before the first step
+	// (which extends the timeout itself) get what a run's start has.
+	notify.Extend(startTimeout)
 
 	store := eng.Store
 	st, recovered, err := store.Open()
@@ -311,6 +314,9 @@ func (a *app) textfileLink(h *host.Host) {
 		a.log.Warn("metrics textfile link not kept", zap.String("link", m.TextfileLink), zap.Error(err))
 	}
 }
+
+// startTimeout is monagent.service's TimeoutStartSec.
+const startTimeout = 5 * time.Minute
 
 // sdNotifier reports progress to systemd when NOTIFY_SOCKET is set.
 type sdNotifier struct{ log *zap.Logger }

@@ -107,13 +107,13 @@ type Result struct {
 // can take hours: a reconcile then waits for seconds, not for the upload.
 func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient) (Result, error) {
 	c := o.Config
-	res := Result{Name: backup.ArchiveName(o.Deployment, o.now()), Store: fmt.Sprint(store)}
 	capt, err := capture(ctx, o)
 	defer capt.cleanup()
 	if err != nil {
 		return Result{}, err
 	}
-	res.Snapshot = capt.snapshot
+	// Named for when the data was captured, after any wait for the lock.
+	res := Result{Name: backup.ArchiveName(o.Deployment, capt.at), Store: fmt.Sprint(store), Snapshot: capt.snapshot}
 	meta := map[string]string{"host": o.Host, "deployment": o.Deployment, "project": c.Compose.Project, "monagent": o.Version}
 	m, err := backup.Save(ctx, store, res.Name, to, capt.parts, meta)
 	if err != nil {
@@ -134,6 +134,7 @@ func Backup(ctx context.Context, o Options, store backup.Store, to age.Recipient
 // captured is a backup's data, taken under the run lock: the snapshot,
 // and copies of the rest in a work directory.
 type captured struct {
+	at       time.Time
 	parts    []backup.Part
 	snapshot string
 	undo     []func()
@@ -160,7 +161,8 @@ func capture(ctx context.Context, o Options) (*captured, error) {
 	if err := dataMounted(o); err != nil {
 		return capt, err
 	}
-	removeStale(o, staleBackup, staleRestore)
+	capt.at = o.now()
+	removeStale(o)
 	work, err := os.MkdirTemp(o.path(c.StackDataDir()), ".monagent-backup-")
 	if err != nil {
 		return capt, fmt.Errorf("backup: %w", err)
@@ -174,17 +176,15 @@ func capture(ctx context.Context, o Options) (*captured, error) {
 		}
 		promVolume, capt.snapshot = vol, name
 		capt.parts = append(capt.parts, backup.Part{Name: partData + "/" + vol, Path: filepath.Join(o.path(c.StackDataDir()), vol, "snapshots", name)})
-	} else {
-		l := openLedger(o)
-		l.settle(o, false, o.now(), "")
-		l.save(o)
+	} else if err := settleMade(o); err != nil {
+		o.Log.Warn("snapshots left by earlier backups are not removed", zap.Error(err))
 	}
 	copied, err := copyStopped(ctx, o, work, promVolume)
 	if err != nil {
 		return capt, err
 	}
 	capt.parts = append(capt.parts, copied...)
-	conf, err := o.copyConfig(ctx, work)
+	conf, err := o.copyConfig(ctx, capt)
 	if err != nil {
 		return capt, err
 	}
@@ -192,45 +192,61 @@ func capture(ctx context.Context, o Options) (*captured, error) {
 	return capt, nil
 }
 
+// settleMade removes the snapshots earlier backups had made.
+func settleMade(o Options) error {
+	l, err := openLedger(o)
+	if err != nil {
+		return err
+	}
+	l.settle(o, false, "", o.now(), "")
+	return l.save()
+}
+
 // takeSnapshot has Prometheus make a snapshot, in the ledger from before
 // it is asked until capt's cleanup removes it, and settles what earlier
 // backups left.
 func takeSnapshot(ctx context.Context, o Options, capt *captured) (vol, name string, err error) {
-	l := openLedger(o)
-	l.settle(o, false, o.now(), "") // what is finished already
+	l, err := openLedger(o)
+	if err != nil {
+		return "", "", fmt.Errorf("backup: %w: no snapshot is asked for without it (move the file aside if it is damaged)", err)
+	}
+	l.settle(o, false, "", o.now(), "") // what is finished already
 	at := o.now().UTC().Truncate(time.Second)
 	req := requested + at.Format(time.RFC3339)
 	l.add(req)
-	l.save(o)
-	vol, name, answered, err := snapshot(ctx, o)
+	if err := l.save(); err != nil {
+		return "", "", fmt.Errorf("backup: %w: no snapshot is asked for without it", err)
+	}
+	// On an error the request stays in the ledger: Prometheus may be
+	// making the snapshot still, and a later backup removes it.
+	vol, name, err = snapshot(ctx, o)
 	if err != nil {
-		if answered {
-			// Its handler is done: what it made of a snapshot (a failed
-			// one leaves a partial directory) can go now.
-			l.drop(req)
-			if rerr := removeRequested(o, at, o.now(), ""); rerr != nil {
-				l.add(req)
-			}
-			l.save(o)
-		}
 		return "", "", err
 	}
 	// Prometheus makes one snapshot at a time: every earlier request is
 	// finished now.
 	l.drop(req)
-	l.settle(o, true, o.now(), name)
+	l.settle(o, true, vol, o.now(), name)
 	entry := made + vol + "/snapshots/" + name
 	l.add(entry)
-	l.save(o)
+	if err := l.save(); err != nil {
+		// The request stays on disk: a later backup removes the snapshot.
+		o.Log.Warn("the snapshot ledger is not updated", zap.Error(err))
+	}
 	o.Log.Info("Prometheus snapshot taken", zap.String("snapshot", name), zap.String("volume", vol))
 	capt.undo = append(capt.undo, func() {
-		l := openLedger(o)
 		if err := removeSnapshot(o, vol, name); err != nil {
 			o.Log.Warn("Prometheus snapshot not removed; the next backup tries again", zap.Error(err))
 			return
 		}
-		l.drop(entry)
-		l.save(o)
+		l, err := openLedger(o)
+		if err == nil {
+			l.drop(entry)
+			err = l.save()
+		}
+		if err != nil {
+			o.Log.Warn("the snapshot ledger is not updated", zap.Error(err))
+		}
 	})
 	return vol, name, nil
 }
@@ -248,18 +264,21 @@ func dataMounted(o Options) error {
 	return nil
 }
 
-// Work directories of backups and restores, in the data directory.
+// Work directories of backups and restores: in the data directory, and
+// the configuration's copies in /run.
 const (
 	staleBackup  = ".monagent-backup-*"
 	staleRestore = ".monagent-restore-*"
+	staleConfig  = "monagent-backup-config-*"
 )
 
 // removeStale deletes the work directories a killed backup or restore
 // left. The caller holds the lock that keeps backups and restores one at
 // a time: none is under way.
-func removeStale(o Options, patterns ...string) {
-	for _, pattern := range patterns {
-		stale, _ := filepath.Glob(filepath.Join(o.path(o.Config.StackDataDir()), pattern))
+func removeStale(o Options) {
+	data := o.path(o.Config.StackDataDir())
+	for _, pattern := range []string{filepath.Join(data, staleBackup), filepath.Join(data, staleRestore), o.path("/run/" + staleConfig)} {
+		stale, _ := filepath.Glob(pattern)
 		for _, d := range stale {
 			o.Log.Info("removing what an interrupted backup or restore left", zap.String("dir", d))
 			if err := os.RemoveAll(d); err != nil {
@@ -269,14 +288,30 @@ func removeStale(o Options, patterns ...string) {
 	}
 }
 
-// copyConfig copies the configuration parts into work: what is packed
-// once the run lock is released is what the capture saw, whatever a
-// reconcile writes meanwhile.
-func (o Options) copyConfig(ctx context.Context, work string) ([]backup.Part, error) {
+// copyConfig copies the configuration parts, so that what is packed once
+// the run lock is released is what the capture saw, whatever a reconcile
+// writes meanwhile. To a private directory in /run (memory), not to the
+// data volume: the parts hold the secrets, and the volume's snapshots
+// would keep them.
+func (o Options) copyConfig(ctx context.Context, capt *captured) ([]backup.Part, error) {
+	if err := os.MkdirAll(o.path("/run"), 0o755); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	dir, err := os.MkdirTemp(o.path("/run"), strings.TrimSuffix(staleConfig, "*"))
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	capt.undo = append(capt.undo, func() { os.RemoveAll(dir) })
 	var parts []backup.Part
 	for i, p := range o.configParts() {
-		dst := filepath.Join(work, fmt.Sprintf("config-%d", i))
-		if _, err := o.Run.Run(ctx, command.Cmd{Name: "cp", Args: []string{"-a", p.Path, dst}, Timeout: 10 * time.Minute}); err != nil {
+		// A part that is a link (a bundle directory switched by one) is
+		// copied as what it points to.
+		src, err := filepath.EvalSymlinks(p.Path)
+		if err != nil {
+			return nil, fmt.Errorf("backup: %s: %w", p.Name, err)
+		}
+		dst := filepath.Join(dir, fmt.Sprintf("part-%d", i))
+		if _, err := o.Run.Run(ctx, command.Cmd{Name: "cp", Args: []string{"-a", src, dst}, Timeout: 10 * time.Minute}); err != nil {
 			return nil, fmt.Errorf("backup: copy %s: %w", p.Name, err)
 		}
 		parts = append(parts, backup.Part{Name: p.Name, Path: dst})
@@ -308,25 +343,24 @@ func (o Options) configParts() []backup.Part {
 
 // snapshot asks Prometheus for a TSDB snapshot (the head block included)
 // and finds it on the data volume: the named volume it lies in and its
-// name. answered tells an error Prometheus answered with (its handler is
-// done) from one that left the request in flight.
-func snapshot(ctx context.Context, o Options) (vol, name string, answered bool, err error) {
+// name.
+func snapshot(ctx context.Context, o Options) (vol, name string, err error) {
 	base := strings.TrimSuffix(o.Config.Smoke.PrometheusURL, "/")
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/admin/tsdb/snapshot", nil)
 	if err != nil {
-		return "", "", false, err
+		return "", "", err
 	}
 	if o.User != "" {
 		req.SetBasicAuth(o.User, o.Password)
 	}
 	resp, err := o.HTTP.Do(req)
 	if err != nil {
-		return "", "", false, fmt.Errorf("backup: Prometheus snapshot: %w", err)
+		return "", "", fmt.Errorf("backup: Prometheus snapshot: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return "", "", false, fmt.Errorf("backup: Prometheus snapshot: %w", err)
+		return "", "", fmt.Errorf("backup: Prometheus snapshot: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		hint := ""
@@ -335,25 +369,30 @@ func snapshot(ctx context.Context, o Options) (vol, name string, answered bool, 
 		} else if strings.Contains(string(body), "admin APIs disabled") {
 			hint = " (start Prometheus with --web.enable-admin-api)"
 		}
-		return "", "", true, fmt.Errorf("backup: Prometheus snapshot: %s%s", resp.Status, hint)
+		return "", "", fmt.Errorf("backup: Prometheus snapshot: %s%s", resp.Status, hint)
 	}
 	var out struct {
 		Data struct {
 			Name string `json:"name"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return "", "", true, fmt.Errorf("backup: Prometheus snapshot: unexpected answer %.200q", body)
+	if err := json.Unmarshal(body, &out); err != nil || !plainName(out.Data.Name) {
+		return "", "", fmt.Errorf("backup: Prometheus snapshot: unexpected answer %.200q", body)
 	}
-	if _, ok := snapshotTime(out.Data.Name); !ok {
-		return "", "", true, fmt.Errorf("backup: Prometheus snapshot: %q is not a snapshot's name", out.Data.Name)
-	}
+	name = out.Data.Name
 	data := o.path(o.Config.StackDataDir())
-	matches, _ := filepath.Glob(filepath.Join(data, "[^.]*", "snapshots", out.Data.Name))
-	if len(matches) != 1 {
-		return "", "", true, fmt.Errorf("backup: Prometheus made snapshot %s, but it is not under %s/*/snapshots: is its data on a named volume of the stack?", out.Data.Name, data)
+	vols, err := os.ReadDir(data)
+	if err != nil {
+		return "", "", fmt.Errorf("backup: %w", err)
 	}
-	return filepath.Base(filepath.Dir(filepath.Dir(matches[0]))), out.Data.Name, true, nil
+	for _, v := range vols {
+		if v.IsDir() && !strings.HasPrefix(v.Name(), ".") {
+			if fi, err := os.Lstat(filepath.Join(data, v.Name(), "snapshots", name)); err == nil && fi.IsDir() {
+				return v.Name(), name, nil
+			}
+		}
+	}
+	return "", "", fmt.Errorf("backup: Prometheus made snapshot %s, but it is not under %s/*/snapshots: is its data on a named volume of the stack?", name, data)
 }
 
 // copyStopped copies the stack's named volumes other than Prometheus'

@@ -95,8 +95,8 @@ func TestReplaceKeepsTheOld(t *testing.T) {
 
 // Snapshots of backups killed or stopped mid-way are removed by a later
 // backup, once Prometheus has finished them, and nothing else is: not an
-// operator's snapshot, not what a crafted ledger entry names, not what a
-// link in a volume leads to.
+// operator's snapshot, not another volume's, not what a crafted ledger
+// entry names, not what a link in a volume leads to.
 func TestLedgerSettles(t *testing.T) {
 	root := t.TempDir()
 	c := &config.Config{}
@@ -118,6 +118,7 @@ func TestLedgerSettles(t *testing.T) {
 	snap := func(name string) string { return mk("prometheus_data/snapshots/" + name) }
 	var (
 		madeOne   = snap("20261123T060000Z-00000000000000a1")
+		renamed   = snap("snapshot-of-a-later-prometheus")
 		operators = snap("20261120T000000Z-00000000000000f2")
 		// Killed while Prometheus made it: only the request (06:00) is noted.
 		oldReq     = snap("20261123T060001Z-00000000000000b3")
@@ -125,25 +126,26 @@ func TestLedgerSettles(t *testing.T) {
 		recentReq  = snap("20261123T070002Z-00000000000000d5")
 		own        = snap("20261123T070500Z-00000000000000e6")
 		afterUntil = snap("20261123T071500Z-00000000000000f7")
+		otherVol   = mk("thanos_data/snapshots/20261123T060002Z-0000000000000001")
 		grafana    = mk("grafana_data")
 	)
 	outside := filepath.Join(root, "elsewhere", "20261123T060000Z-00000000000000aa")
 	if err := os.MkdirAll(outside, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(data, "loki_data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(filepath.Dir(outside), filepath.Join(data, "loki_data", "snapshots")); err != nil {
-		if err := os.MkdirAll(filepath.Join(data, "loki_data"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(filepath.Dir(outside), filepath.Join(data, "loki_data", "snapshots")); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatal(err)
 	}
 	l := &ledger{path: filepath.Join(data, ledgerFile)}
 	for _, e := range []string{
 		made + madeOne,
+		made + renamed,
 		made + "prometheus_data/snapshots/..",
 		made + "prometheus_data/snapshots/.",
+		made + "prometheus_data/snapshots/*",
 		made + "../x/snapshots/20261123T060000Z-00000000000000a1",
 		made + ".prometheus_data.pre-restore-x/snapshots/20261123T060000Z-00000000000000a1",
 		made + "loki_data/snapshots/20261123T060000Z-00000000000000aa",
@@ -153,11 +155,9 @@ func TestLedgerSettles(t *testing.T) {
 	} {
 		l.add(e)
 	}
-	l.save(o)
-
-	// A backup starts: what is finished goes; the recent request waits.
-	l = openLedger(o)
-	l.settle(o, false, now, "")
+	if err := l.save(); err != nil {
+		t.Fatal(err)
+	}
 	exist := func(want map[string]bool) {
 		t.Helper()
 		for rel, w := range want {
@@ -166,28 +166,50 @@ func TestLedgerSettles(t *testing.T) {
 			}
 		}
 	}
-	exist(map[string]bool{madeOne: false, oldReq: false, oldLate: true, operators: true, recentReq: true,
-		own: true, afterUntil: true, grafana: true, "prometheus_data": true})
+
+	// A backup starts: what was made goes; the requests wait, whatever
+	// their age, for Prometheus to make this backup's snapshot.
+	l, err := openLedger(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.settle(o, false, "", now, "")
+	exist(map[string]bool{madeOne: false, renamed: false, oldReq: true, recentReq: true, operators: true,
+		grafana: true, "prometheus_data": true, "prometheus_data/snapshots": true})
 	if _, err := os.Stat(outside); err != nil {
 		t.Errorf("a link in a volume led the removal outside the data directory: %v", err)
 	}
-	want := []string{made + "loki_data/snapshots/20261123T060000Z-00000000000000aa", requested + "2026-11-23T07:00:00Z"}
+	requests := []string{requested + "2026-11-23T06:00:00Z", requested + "2026-11-23T07:00:00Z"}
+	want := append([]string{made + "loki_data/snapshots/20261123T060000Z-00000000000000aa"}, requests...)
 	if !slices.Equal(l.entries, want) {
 		t.Errorf("entries left %q, want %q", l.entries, want)
 	}
 
-	// Its own snapshot made, every earlier request is finished.
+	// Its own snapshot made, every earlier request is finished: the
+	// snapshots of that volume named within nameWindow of each go.
 	now = time.Date(2026, 11, 23, 7, 5, 30, 0, time.UTC)
-	l.settle(o, true, now, filepath.Base(own))
-	exist(map[string]bool{recentReq: false, own: true, afterUntil: true})
-	l.save(o)
-	if got := openLedger(o).entries; !slices.Equal(got, want[:1]) {
-		t.Errorf("ledger read back %q, want %q", got, want[:1])
+	l.settle(o, true, "prometheus_data", now, filepath.Base(own))
+	exist(map[string]bool{oldReq: false, recentReq: false, oldLate: true, operators: true, own: true, afterUntil: true, otherVol: true})
+	if err := l.save(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := openLedger(o); err != nil || !slices.Equal(got.entries, want[:1]) {
+		t.Errorf("ledger read back %q, %v; want %q", got.entries, err, want[:1])
 	}
 	l.entries = nil
-	l.save(o)
+	if err := l.save(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(l.path); !os.IsNotExist(err) {
 		t.Errorf("an empty ledger is kept: %v", err)
+	}
+
+	// An unreadable ledger is an error, never an empty one written over it.
+	if err := os.Mkdir(l.path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openLedger(o); err == nil {
+		t.Error("an unreadable ledger read as empty")
 	}
 }
 
@@ -195,14 +217,22 @@ func TestLedgerSettles(t *testing.T) {
 // live environment file as the upload starts.
 type lockedStore struct {
 	backup.LocalStore
-	t       *testing.T
-	held    *bool
-	envFile string
+	t             *testing.T
+	held          *bool
+	envFile, data string
 }
 
 func (s lockedStore) Put(ctx context.Context, name string, r io.Reader) error {
 	if *s.held {
 		s.t.Error("the archive is uploaded under the run lock: a reconcile would wait for the whole upload")
+	}
+	// The data volume's work directory holds the volumes' copies only:
+	// the configuration's, secrets among them, are not put on the volume.
+	copies, _ := filepath.Glob(filepath.Join(s.data, ".monagent-backup-*", "*"))
+	for _, c := range copies {
+		if filepath.Base(c) != "grafana_data" {
+			s.t.Errorf("%s is copied to the data volume", c)
+		}
 	}
 	if err := os.WriteFile(s.envFile, []byte("A=changed-after-the-capture\n"), 0o600); err != nil {
 		s.t.Fatal(err)
@@ -228,8 +258,8 @@ func TestBackupCapturesUnderTheLockOnly(t *testing.T) {
 		}}
 	for p, content := range map[string]string{
 		"data/acgs/grafana_data/grafana.db": "db",
-		"opt/stack/compose.yml":             "services: {}\n",
-		"opt/stack/.env":                    "A=captured\n",
+		"opt/stack-v1/compose.yml":          "services: {}\n",
+		"opt/stack-v1/.env":                 "A=captured\n",
 	} {
 		if err := os.MkdirAll(filepath.Dir(o.path(p)), 0o755); err != nil {
 			t.Fatal(err)
@@ -238,11 +268,15 @@ func TestBackupCapturesUnderTheLockOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The bundle directory is a relative link to its version.
+	if err := os.Symlink("stack-v1", o.path("opt/stack")); err != nil {
+		t.Fatal(err)
+	}
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := lockedStore{LocalStore: backup.LocalStore{Dir: t.TempDir()}, t: t, held: &held, envFile: o.path("opt/stack/.env")}
+	store := lockedStore{LocalStore: backup.LocalStore{Dir: t.TempDir()}, t: t, held: &held, envFile: o.path("opt/stack/.env"), data: o.path("data/acgs")}
 	res, err := Backup(context.Background(), o, store, id.Recipient())
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +293,9 @@ func TestBackupCapturesUnderTheLockOnly(t *testing.T) {
 			t.Errorf("archive's %s: %q, %v; want %q", p, b, err, want)
 		}
 	}
-	if left, _ := filepath.Glob(o.path("data/acgs/.monagent-backup-*")); len(left) != 0 {
-		t.Errorf("work directories left: %v", left)
+	for _, pattern := range []string{"data/acgs/.monagent-backup-*", "run/monagent-backup-config-*"} {
+		if left, _ := filepath.Glob(o.path(pattern)); len(left) != 0 {
+			t.Errorf("work directories left: %v", left)
+		}
 	}
 }

@@ -43,7 +43,7 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
 	}
-	removeStale(o, staleBackup, staleRestore)
+	removeStale(o)
 	staging, err := os.MkdirTemp(data, ".monagent-restore-")
 	if err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
@@ -74,6 +74,10 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 		return Restored{}, fmt.Errorf("restore: %w; nothing on this host was changed", err)
 	}
 	defer release()
+	// Checked again: the download and the unpack may have taken hours.
+	if err := dataMounted(o); err != nil {
+		return Restored{}, fmt.Errorf("restore: %w; nothing on this host was changed", err)
+	}
 	if err := stopStack(ctx, o); err != nil {
 		return Restored{}, err
 	}

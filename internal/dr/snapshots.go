@@ -29,8 +29,8 @@ const (
 	made      = "made "
 )
 
-// SnapshotTimeout bounds Prometheus' snapshot call. A request older than
-// that is finished, whatever became of the backup that made it.
+// SnapshotTimeout bounds the wait for Prometheus' snapshot call. Only the
+// wait: Prometheus goes on making a snapshot its client gave up on.
 const SnapshotTimeout = 30 * time.Minute
 
 // nameWindow bounds how long after a request was noted Prometheus can have
@@ -42,22 +42,23 @@ type ledger struct {
 	entries []string
 }
 
-// openLedger reads the ledger; an unreadable one is empty, with a warning.
-func openLedger(o Options) *ledger {
+// openLedger reads the ledger. An unreadable one is an error: written
+// over, it would lose the entries it holds.
+func openLedger(o Options) (*ledger, error) {
 	l := &ledger{path: filepath.Join(o.path(o.Config.StackDataDir()), ledgerFile)}
 	b, err := os.ReadFile(l.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return l, nil
+	}
 	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			o.Log.Warn("the snapshot ledger is unreadable: snapshots of killed backups may be left", zap.String("ledger", l.path), zap.Error(err))
-		}
-		return l
+		return nil, fmt.Errorf("the snapshot ledger: %w", err)
 	}
 	for _, e := range strings.Split(string(b), "\n") {
 		if e != "" {
 			l.entries = append(l.entries, e)
 		}
 	}
-	return l
+	return l, nil
 }
 
 func (l *ledger) add(e string) { l.entries = append(l.entries, e) }
@@ -70,30 +71,28 @@ func (l *ledger) drop(e string) {
 
 // save writes the ledger durably: a note lost in a crash is a snapshot
 // left for ever.
-func (l *ledger) save(o Options) {
-	var err error
+func (l *ledger) save() error {
 	if len(l.entries) == 0 {
-		err = os.Remove(l.path)
-		if errors.Is(err, os.ErrNotExist) {
-			err = nil
+		if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("the snapshot ledger: %w", err)
 		}
-	} else {
-		err = atomicfile.WriteFile(l.path, []byte(strings.Join(l.entries, "\n")+"\n"), 0o600)
+		return nil
 	}
-	if err != nil {
-		o.Log.Warn("the snapshot ledger is not written: a snapshot may be left should this backup be killed", zap.String("ledger", l.path), zap.Error(err))
+	if err := atomicfile.WriteFile(l.path, []byte(strings.Join(l.entries, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("the snapshot ledger: %w", err)
 	}
+	return nil
 }
 
 // settle removes the snapshots of the entries that are finished, and takes
-// those entries off: every "made" one, and a "requested" one when
-// requestsDone (Prometheus made a later snapshot, and it makes one at a
-// time) or when it is older than SnapshotTimeout. A request's snapshot is
-// named by until, and is not except, this backup's own.
-func (l *ledger) settle(o Options, requestsDone bool, until time.Time, except string) {
+// those entries off: every "made" one; the "requested" ones only once
+// requestsDone, when Prometheus has made a later snapshot (it makes one at
+// a time), of volume vol. A request's snapshot is named by until, and is
+// not except, this backup's own.
+func (l *ledger) settle(o Options, requestsDone bool, vol string, until time.Time, except string) {
 	var keep []string
 	for _, e := range l.entries {
-		if !settled(o, e, requestsDone, until, except) {
+		if !settled(o, e, requestsDone, vol, until, except) {
 			keep = append(keep, e)
 		}
 	}
@@ -102,12 +101,12 @@ func (l *ledger) settle(o Options, requestsDone bool, until time.Time, except st
 
 // settled removes the snapshot of entry e; false keeps the entry for a
 // later backup.
-func settled(o Options, e string, requestsDone bool, until time.Time, except string) bool {
+func settled(o Options, e string, requestsDone bool, vol string, until time.Time, except string) bool {
 	var err error
 	switch {
 	case strings.HasPrefix(e, made):
-		vol, name, _ := strings.Cut(strings.TrimPrefix(e, made), "/snapshots/")
-		err = removeSnapshot(o, vol, name)
+		v, name, _ := strings.Cut(strings.TrimPrefix(e, made), "/snapshots/")
+		err = removeSnapshot(o, v, name)
 		if errors.Is(err, errNotSnapshot) {
 			o.Log.Warn("a snapshot ledger entry names no snapshot of the stack: dropped", zap.String("entry", e), zap.Error(err))
 			return true
@@ -118,10 +117,10 @@ func settled(o Options, e string, requestsDone bool, until time.Time, except str
 			o.Log.Warn("an unreadable snapshot ledger entry: dropped", zap.String("entry", e), zap.Error(perr))
 			return true
 		}
-		if !requestsDone && o.now().Sub(from) < SnapshotTimeout {
+		if !requestsDone {
 			return false // Prometheus may still be making it
 		}
-		err = removeRequested(o, from, until, except)
+		err = removeRequested(o, vol, from, until, except)
 	default:
 		o.Log.Warn("an unknown snapshot ledger entry: dropped", zap.String("entry", e))
 		return true
@@ -133,30 +132,23 @@ func settled(o Options, e string, requestsDone bool, until time.Time, except str
 	return true
 }
 
-// removeRequested removes the snapshots Prometheus named for a request
-// noted at from: named at from or within nameWindow after it, by until,
-// and not except.
-func removeRequested(o Options, from, until time.Time, except string) error {
-	data := o.path(o.Config.StackDataDir())
-	vols, err := os.ReadDir(data)
+// removeRequested removes the snapshots of volume vol Prometheus named for
+// a request noted at from: named at from or within nameWindow after it, by
+// until, and not except.
+func removeRequested(o Options, vol string, from, until time.Time, except string) error {
+	dir := filepath.Join(o.path(o.Config.StackDataDir()), vol, "snapshots")
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return nil // none, or a link: Prometheus makes a directory
+	}
+	snaps, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, v := range vols {
-		if !v.IsDir() || strings.HasPrefix(v.Name(), ".") {
-			continue
-		}
-		dir := filepath.Join(data, v.Name(), "snapshots")
-		if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
-			continue // none, or a link: Prometheus makes a directory
-		}
-		snaps, _ := os.ReadDir(dir)
-		for _, s := range snaps {
-			at, ok := snapshotTime(s.Name())
-			if ok && !at.Before(from) && !at.After(from.Add(nameWindow)) && !at.After(until) && s.Name() != except {
-				errs = append(errs, removeSnapshot(o, v.Name(), s.Name()))
-			}
+	for _, s := range snaps {
+		at, ok := snapshotTime(s.Name())
+		if ok && !at.Before(from) && !at.After(from.Add(nameWindow)) && !at.After(until) && s.Name() != except {
+			errs = append(errs, removeSnapshot(o, vol, s.Name()))
 		}
 	}
 	return errors.Join(errs...)
@@ -186,15 +178,21 @@ func removeSnapshot(o Options, vol, name string) error {
 var errNotSnapshot = errors.New("not a snapshot's place")
 
 // checkPlace refuses what is not a snapshot's place: a named volume of
-// the stack (a plain name, not a dot one) and a snapshot's name.
+// the stack (a plain name, not a dot one) and one plain name in it.
 func checkPlace(vol, name string) error {
-	if vol == "" || strings.ContainsAny(vol, `/\`) || strings.HasPrefix(vol, ".") {
+	if !plainName(vol) || strings.HasPrefix(vol, ".") {
 		return fmt.Errorf("%w: %q is not a volume of the stack", errNotSnapshot, vol)
 	}
-	if _, ok := snapshotTime(name); !ok {
-		return fmt.Errorf("%w: %q is not the name of a Prometheus snapshot", errNotSnapshot, name)
+	if !plainName(name) {
+		return fmt.Errorf("%w: %q is not the name of a snapshot", errNotSnapshot, name)
 	}
 	return nil
+}
+
+// plainName is one path element naming a file, not a directory's . or ..
+// (nor a glob pattern).
+func plainName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\*?[")
 }
 
 // snapshotTime is the time in the name Prometheus gives a snapshot,
