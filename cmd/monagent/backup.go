@@ -62,7 +62,7 @@ func drSetup(ctx context.Context, g *globals, stdout io.Writer) (*app, *host.Hos
 	}
 	o := dr.Options{Root: h.Root, Config: h.Config, ConfigFile: g.configPath, Docker: h.Docker, Run: h.Run,
 		Host: h.Identity.InstanceID, Version: version, Deployment: h.Config.Prefix, Log: a.log,
-		Lock: a.runLock(g.lockTimeout)}
+		Lock: a.runLock(g.lockTimeout), Journal: journalPath(g.root)}
 	return a, h, o, nil
 }
 

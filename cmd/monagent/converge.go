@@ -21,6 +21,7 @@ import (
 	"github.com/monagent/monagent/internal/cfnsignal"
 	"github.com/monagent/monagent/internal/command"
 	"github.com/monagent/monagent/internal/config"
+	"github.com/monagent/monagent/internal/dr"
 	"github.com/monagent/monagent/internal/engine"
 	"github.com/monagent/monagent/internal/host"
 	"github.com/monagent/monagent/internal/lock"
@@ -77,6 +78,24 @@ func (a *app) store() *state.Store { return &state.Store{Path: statePath(a.g.roo
 
 // statePath is the state file under --root.
 func statePath(root string) string { return filepath.Join(root, "/var/lib/monagent/state.json") }
+
+// journalPath is where a restore records its swaps until the last is done.
+func journalPath(root string) string {
+	return filepath.Join(root, "/var/lib/monagent/restore-journal.json")
+}
+
+// restoreCutShort is a permanent error while a restore's journal is left:
+// the host holds some parts from an archive and the others from before.
+func restoreCutShort(root string) error {
+	j, err := dr.Interrupted(journalPath(root))
+	if err != nil {
+		return err
+	}
+	if j != nil {
+		return &exitError{code: exitPermanent, err: j}
+	}
+	return nil
+}
 
 func (a *app) lockPath() string { return a.path("/run/monagent.lock") }
 
@@ -212,6 +231,9 @@ func (a *app) runSteps(ctx context.Context, h *host.Host, mode string, table []s
 	// After a long wait, the state and the SSM read before the first step
 	// (which extends the timeout itself) get what a run's start has.
 	notify.Extend(startTimeout)
+	if err := restoreCutShort(a.g.root); err != nil {
+		return nil, err
+	}
 
 	store := eng.Store
 	st, recovered, err := store.Open()

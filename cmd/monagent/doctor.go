@@ -218,6 +218,10 @@ func bundleCheck(ctx context.Context, h *host.Host, found map[string]string) doc
 // smoke does), Docker and the plugin, .env, the units, the stack's data.
 func (a *app) localChecks(ctx context.Context, h *host.Host) []doctor.Check {
 	var out []doctor.Check
+	// Listed only when one is left: a restore cut short.
+	if err := restoreCutShort(h.Root); err != nil {
+		out = append(out, doctor.Failed("restore", err.Error()))
+	}
 	for _, c := range smoke.Volume(ctx, h.Root, h.Config, a.lastVolumeRun().Memo["uuid"], h.Run) {
 		out = append(out, fromSmoke(c))
 	}

@@ -57,6 +57,8 @@ type Options struct {
 	Log        *zap.Logger
 	// Now stamps the archive; nil means time.Now.
 	Now func() time.Time
+	// Journal is where a restore records its swaps (Interrupted reads it).
+	Journal string
 	// Lock takes the run lock, which reconciles take too, for the part of
 	// a backup or restore that must not meet one: the capture, the swap.
 	// nil takes nothing.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -297,5 +298,47 @@ func TestBackupCapturesUnderTheLockOnly(t *testing.T) {
 		if left, _ := filepath.Glob(o.path(pattern)); len(left) != 0 {
 			t.Errorf("work directories left: %v", left)
 		}
+	}
+}
+
+// A journal left means a restore cut short, even one that cannot be read;
+// none means none.
+func TestJournalInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state", "restore-journal.json")
+	if j, err := Interrupted(path); j != nil || err != nil {
+		t.Fatalf("no journal: %v, %v", j, err)
+	}
+	j, err := startJournal(path, "monagent-backup-acgs-20261123T060000Z.tar.gz.age", []string{"/data/acgs/prometheus_data", "/opt/acgs-1/monitoring", "/etc/acgs/secrets"}, time.Date(2026, 11, 23, 7, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.done("/data/acgs/prometheus_data"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("journal: %v, %v", fi, err)
+	}
+	got, err := Interrupted(path)
+	if err != nil || got == nil {
+		t.Fatalf("Interrupted: %v, %v", got, err)
+	}
+	msg := got.Error()
+	for _, want := range []string{"monagent-backup-acgs-20261123T060000Z.tar.gz.age", "2026-11-23T07:00:00Z", "1 of 3 parts swapped in (/data/acgs/prometheus_data), 2 not", "monagent restore --from"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q lacks %q", msg, want)
+		}
+	}
+	if err := os.WriteFile(path, []byte("{torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Interrupted(path); err != nil || got == nil {
+		t.Errorf("a torn journal: %v, %v; want a restore cut short", got, err)
+	}
+	if err := j.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Interrupted(path); got != nil || err != nil {
+		t.Errorf("after finish: %v, %v", got, err)
 	}
 }

@@ -82,16 +82,30 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 		return Restored{}, err
 	}
 	res := Restored{Archive: name}
+	var parts []string
+	for _, t := range targets {
+		parts = append(parts, t.to)
+	}
+	j, err := startJournal(o.Journal, name, parts, o.now())
+	if err != nil {
+		return res, fmt.Errorf("restore: %w; nothing on this host was changed", err)
+	}
 	stamp := o.now().UTC().Format("20060102T150405Z")
 	for _, t := range targets {
 		aside, err := replace(ctx, o, t.from, t.to, stamp)
 		if err != nil {
-			return res, fmt.Errorf("restore: %s: %w (the parts listed before it are restored)", t.to, err)
+			return res, fmt.Errorf("restore: %s: %w (the parts listed before it are restored; reconcile refuses to start the stack until a restore completes)", t.to, err)
 		}
 		res.Targets = append(res.Targets, t.to)
 		if aside != "" {
 			res.Aside = append(res.Aside, aside)
 		}
+		if err := j.done(t.to); err != nil {
+			return res, err
+		}
+	}
+	if err := j.finish(); err != nil {
+		return res, err
 	}
 	o.Log.Info("backup restored", zap.String("archive", name), zap.Strings("targets", res.Targets), zap.Strings("aside", res.Aside))
 	return res, nil

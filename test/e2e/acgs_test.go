@@ -396,7 +396,30 @@ func TestACGSOffAWS(t *testing.T) {
 	// The old host goes away; a fresh one is restored from the archive.
 	acgsDown(h.root)
 	fresh := newPlainACGSHost(t, "")
+	// A restore cut short between two parts (/etc/acgs is a file in the
+	// way of the secrets, once the data and the stack are in): reconcile
+	// refuses to start the stack on that mix, doctor says so, and the
+	// restore run again completes it.
+	writeFile(t, fresh.path("etc/acgs"), "in the way\n")
+	if r := fresh.monagent("restore", "--from", archive, "--identity", keyFile); r.code == 0 || !strings.Contains(r.stderr, "the parts listed before it are restored") {
+		t.Fatalf("restore with /etc/acgs in the way: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	if err := os.Remove(fresh.path("etc/acgs")); err != nil {
+		t.Fatal(err)
+	}
+	if r := fresh.monagent("reconcile"); r.code != 4 || !strings.Contains(r.stderr, "was cut short") {
+		t.Errorf("reconcile after a restore cut short: exit %d, want 4 naming the restore\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	if len(containers(t, acgsProject)) != 0 {
+		t.Error("a stack was started on a host a restore left half done")
+	}
+	if r := fresh.monagent("doctor"); r.code != 1 || !strings.Contains(r.stdout, "FAIL  restore: a restore of ") {
+		t.Errorf("doctor after a restore cut short: exit %d\n%s", r.code, r.stdout)
+	}
 	rr := fresh.must("restore", "--from", archive, "--identity", keyFile)
+	if _, err := os.Stat(fresh.path("var/lib/monagent/restore-journal.json")); !os.IsNotExist(err) {
+		t.Errorf("the restore journal is left after a complete restore: %v", err)
+	}
 	t.Logf("restore onto a fresh host, reconcile and smoke: %v", rr.elapsed)
 	if !strings.Contains(rr.stdout, "passed") {
 		t.Errorf("restore did not report smoke:\n%s", rr.stdout)
