@@ -59,13 +59,14 @@ func TestUnpackTampered(t *testing.T) {
 	if len(data) < payload+2*chunk {
 		t.Fatalf("the archive is %d bytes: want more than two chunks", len(data))
 	}
+	stanza := bytes.Index(data, []byte("X25519")) + 10
 	tests := []struct {
 		name   string
 		offset int
 		want   string
 	}{
 		{"first byte of the header", 0, "header is damaged"},
-		{"recipient stanza", bytes.Index(data, []byte("X25519")) + 10, "does not match"},
+		{"recipient stanza", stanza, "does not match"},
 		{"header MAC", payload - 16 - 5, "header is damaged"},
 		{"nonce", payload - 3, "tampered"},
 		{"first payload byte", payload, "tampered"},
@@ -78,6 +79,15 @@ func TestUnpackTampered(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := slices.Clone(data)
 			bad[tt.offset] ^= 0x01
+			if tt.offset == stanza {
+				// Another base64 digit, so that the stanza still parses
+				// (a flipped bit may make it no base64 at all) and names
+				// another key share.
+				bad[tt.offset] = 'A'
+				if data[tt.offset] == 'A' {
+					bad[tt.offset] = 'B'
+				}
+			}
 			err := unpackErr(t, bad, id)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("byte %d of %d changed: %v; want an error with %q", tt.offset, len(data), err, tt.want)
