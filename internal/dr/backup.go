@@ -163,6 +163,14 @@ func capture(ctx context.Context, o Options) (*captured, error) {
 	if err := dataMounted(o); err != nil {
 		return capt, err
 	}
+	// An archive of a half-restored host would become the newest one.
+	j, err := Interrupted(o.Journal)
+	if err != nil {
+		return capt, fmt.Errorf("backup: %w", err)
+	}
+	if j != nil {
+		return capt, fmt.Errorf("backup: no archive is taken of this host: %w", j)
+	}
 	capt.at = o.now()
 	removeStale(o)
 	work, err := os.MkdirTemp(o.path(c.StackDataDir()), ".monagent-backup-")

@@ -342,3 +342,32 @@ func TestJournalInterrupted(t *testing.T) {
 		t.Errorf("after finish: %v, %v", got, err)
 	}
 }
+
+// A host a restore left half done is not archived: the archive would
+// become the newest, the one a restore picks.
+func TestBackupRefusesAHalfRestoredHost(t *testing.T) {
+	root := t.TempDir()
+	c := &config.Config{}
+	c.Volume.MountPoint = "/data"
+	c.Volume.Kind = config.VolumeDirectory
+	c.Compose.Project = "acgs"
+	o := Options{Root: root, Config: c, Run: command.Exec{Log: zap.NewNop()}, Log: zap.NewNop(), Deployment: "acgs",
+		Journal: filepath.Join(root, "var/lib/monagent/restore-journal.json")}
+	if err := os.MkdirAll(o.path("data/acgs/grafana_data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startJournal(o.Journal, "monagent-backup-acgs-20261123T060000Z.tar.gz.age", []string{"/data/acgs/grafana_data"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := backup.LocalStore{Dir: t.TempDir()}
+	if _, err := Backup(context.Background(), o, store, id.Recipient()); err == nil || !strings.Contains(err.Error(), "no archive is taken") {
+		t.Errorf("backup of a half-restored host: %v", err)
+	}
+	if names, _ := store.List(context.Background()); len(names) != 0 {
+		t.Errorf("archives stored: %v", names)
+	}
+}

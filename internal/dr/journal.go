@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/monagent/monagent/internal/atomicfile"
@@ -36,18 +37,30 @@ func Interrupted(path string) (*Journal, error) {
 		return nil, fmt.Errorf("restore journal: %w", err)
 	}
 	j := &Journal{path: path}
-	if err := json.Unmarshal(b, j); err != nil {
+	if err := json.Unmarshal(b, j); err != nil || j.Archive == "" {
 		// Unreadable is still a restore cut short.
-		return &Journal{path: path, Archive: "(unreadable journal)"}, nil
+		return &Journal{path: path}, nil
 	}
 	return j, nil
 }
 
 // Error says what the host is left with and the fix.
 func (j *Journal) Error() string {
-	left := len(j.Parts) - len(j.Done)
-	return fmt.Sprintf("a restore of %s started %s was cut short: %d of %d parts swapped in (%s), %d not: the stack is not started on a host in that state; run `monagent restore --from ARCHIVE` again (the journal is %s)",
-		j.Archive, j.Started.UTC().Format(time.RFC3339), len(j.Done), len(j.Parts), strings.Join(j.Done, ", "), left, j.path)
+	var what string
+	switch {
+	case j.Archive == "":
+		what = "a restore was cut short (its journal is unreadable)"
+	case len(j.Done) == len(j.Parts):
+		what = fmt.Sprintf("a restore of %s started %s swapped in every part but did not finish", j.Archive, j.Started.UTC().Format(time.RFC3339))
+	default:
+		done := "none"
+		if len(j.Done) > 0 {
+			done = strings.Join(j.Done, ", ")
+		}
+		what = fmt.Sprintf("a restore of %s started %s was cut short: %d of %d parts swapped in (%s), %d not",
+			j.Archive, j.Started.UTC().Format(time.RFC3339), len(j.Done), len(j.Parts), done, len(j.Parts)-len(j.Done))
+	}
+	return what + fmt.Sprintf(": the stack is not started on a host in that state; run `monagent restore --from ARCHIVE` again, or remove %s to accept the host as it is", j.path)
 }
 
 func startJournal(path, archive string, parts []string, now time.Time) (*Journal, error) {
@@ -74,9 +87,16 @@ func (j *Journal) save() error {
 	return nil
 }
 
+// finish removes the journal once the swaps are durable: a crash must not
+// keep the removal and lose a rename.
 func (j *Journal) finish() error {
+	syscall.Sync()
 	if err := os.Remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("restore journal: %w", err)
+		return fmt.Errorf("every part is in place, but the restore journal is not removed: %w; remove %s, then run `monagent reconcile`", err, j.path)
+	}
+	if d, err := os.Open(filepath.Dir(j.path)); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return nil
 }

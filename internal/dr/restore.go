@@ -94,18 +94,20 @@ func Restore(ctx context.Context, o Options, store backup.Store, name string, id
 	for _, t := range targets {
 		aside, err := replace(ctx, o, t.from, t.to, stamp)
 		if err != nil {
-			return res, fmt.Errorf("restore: %s: %w (the parts listed before it are restored; reconcile refuses to start the stack until a restore completes)", t.to, err)
+			return res, fmt.Errorf("restore: %s: %w (the parts before it are restored: %s; reconcile refuses to start the stack until a restore completes)", t.to, err, strings.Join(res.Targets, ", "))
 		}
 		res.Targets = append(res.Targets, t.to)
 		if aside != "" {
 			res.Aside = append(res.Aside, aside)
 		}
+		// The journal already says a restore is under way: a failed update
+		// stops nothing.
 		if err := j.done(t.to); err != nil {
-			return res, err
+			o.Log.Warn("the restore journal is not updated", zap.Error(err))
 		}
 	}
 	if err := j.finish(); err != nil {
-		return res, err
+		return res, fmt.Errorf("restore: %w", err)
 	}
 	o.Log.Info("backup restored", zap.String("archive", name), zap.Strings("targets", res.Targets), zap.Strings("aside", res.Aside))
 	return res, nil
