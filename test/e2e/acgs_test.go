@@ -401,7 +401,7 @@ func TestACGSOffAWS(t *testing.T) {
 	// refuses to start the stack on that mix, doctor says so, and the
 	// restore run again completes it.
 	writeFile(t, fresh.path("etc/acgs"), "in the way\n")
-	if r := fresh.monagent("restore", "--from", archive, "--identity", keyFile); r.code == 0 || !strings.Contains(r.stderr, "the parts listed before it are restored") {
+	if r := fresh.monagent("restore", "--from", archive, "--identity", keyFile); r.code == 0 || !strings.Contains(r.stderr, "the parts before it are restored: ") {
 		t.Fatalf("restore with /etc/acgs in the way: exit %d\n%s", r.code, lastLines(r.stderr, 5))
 	}
 	if err := os.Remove(fresh.path("etc/acgs")); err != nil {
